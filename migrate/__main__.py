@@ -1,0 +1,5 @@
+"""Allow ``python -m migrate`` as well as the ``billmig`` console script."""
+
+from migrate.cli import main
+
+raise SystemExit(main())

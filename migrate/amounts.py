@@ -1,0 +1,151 @@
+"""Exact conversion of legacy amounts to integer minor units (SPEC §2).
+
+Legacy amounts arrive as NUMERIC (``Decimal``), float, integer or text. Each value is read as
+the decimal a person wrote (a float by its shortest round-trip repr), scaled by the currency's
+exponent, and kept only if that is a whole number of minor units:
+
+* whole → the minor amount;
+* within 1e-6 of a whole minor unit → normalised, and reported as ``AMOUNT_FLOAT_ARTEFACT``;
+* finer than a minor unit → null, reported as ``AMOUNT_PRECISION``;
+* not a number → null, reported as ``AMOUNT_UNPARSEABLE``.
+
+Floats take a vectorised path: a float ``x`` is exactly ``m / 10**e`` for integer ``m`` when the
+double nearest to ``m / 10**e`` is ``x`` itself; below 1e13 major units no two such decimals
+share a double, so the check is exact. Everything else goes through :mod:`decimal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+import numpy as np
+import numpy.typing as npt
+
+from migrate.reasons import ReasonCode
+
+ARTEFACT_TOLERANCE = Decimal("0.000001")
+"""A scaled value this close to a whole minor unit is a float artefact, not a real fraction."""
+_FLOAT_EXACT_LIMIT = 1e13
+_INT64_LIMIT = 2**63
+
+
+@dataclass(frozen=True)
+class AmountIssue:
+    """One value that was not a whole number of minor units."""
+
+    index: int
+    """Position of the value in the converted sequence."""
+    reason: ReasonCode
+    detail: str
+    amount_minor: int | None
+    """The normalised amount for an artefact, else None."""
+
+
+@dataclass(frozen=True)
+class ConvertedAmounts:
+    """A column of amounts in minor units with its nulls and issues."""
+
+    minor: npt.NDArray[np.int64]
+    valid: npt.NDArray[np.bool_]
+    """False where the value was null or could not be converted."""
+    issues: tuple[AmountIssue, ...]
+
+
+def to_minor(values: Sequence[object], exponents: npt.NDArray[np.int64] | int) -> ConvertedAmounts:
+    """Convert legacy amounts in major units to integer minor units, exactly.
+
+    Args:
+        values: raw values from the driver (None, int, float, Decimal or str).
+        exponents: decimal places per value (the currency's ISO 4217 exponent), or one for all.
+    """
+    count = len(values)
+    exps = np.broadcast_to(np.asarray(exponents, dtype=np.int64), (count,))
+    minor = np.zeros(count, dtype=np.int64)
+    valid = np.zeros(count, dtype=np.bool_)
+    pending = _float_fast_path(values, exps, minor, valid)
+    issues: list[AmountIssue] = []
+    for index in pending:
+        value = values[index]
+        if value is None:
+            continue
+        amount, issue = _convert_one(value, int(exps[index]), index)
+        if amount is not None:
+            minor[index] = amount
+            valid[index] = True
+        if issue is not None:
+            issues.append(issue)
+    return ConvertedAmounts(minor, valid, tuple(issues))
+
+
+def _float_fast_path(
+    values: Sequence[object],
+    exps: npt.NDArray[np.int64],
+    minor: npt.NDArray[np.int64],
+    valid: npt.NDArray[np.bool_],
+) -> list[int]:
+    """Convert plain floats in bulk; return the indices left for the exact slow path."""
+    is_float = np.fromiter((type(v) is float for v in values), dtype=np.bool_, count=len(values))
+    if not is_float.any():
+        return list(range(len(values)))
+    floats = np.array([v if type(v) is float else 0.0 for v in values], dtype=np.float64)
+    scale = np.power(10.0, exps)
+    with np.errstate(invalid="ignore", over="ignore"):
+        candidate = np.round(floats * scale)
+        exact = (
+            is_float
+            & np.isfinite(floats)
+            & (np.abs(floats) < _FLOAT_EXACT_LIMIT)
+            & (candidate / scale == floats)
+        )
+    minor[exact] = candidate[exact].astype(np.int64)
+    valid[exact] = True
+    return [int(i) for i in np.flatnonzero(~exact)]
+
+
+def _convert_one(value: object, exponent: int, index: int) -> tuple[int | None, AmountIssue | None]:
+    decimal_value = as_decimal(value)
+    if decimal_value is None:
+        detail = f"{value!r} is not a number"
+        return None, AmountIssue(index, ReasonCode.AMOUNT_UNPARSEABLE, detail, None)
+    written = format(decimal_value.normalize(), "f")
+    scaled = decimal_value.scaleb(exponent)
+    whole = scaled.to_integral_value(rounding=ROUND_HALF_EVEN)
+    if abs(whole) >= _INT64_LIMIT:
+        detail = f"{written} is beyond the range of 64-bit minor units"
+        return None, AmountIssue(index, ReasonCode.AMOUNT_UNPARSEABLE, detail, None)
+    if scaled == whole:
+        return int(whole), None
+    if abs(scaled - whole) <= ARTEFACT_TOLERANCE:
+        detail = f"{written} normalised to {int(whole)} minor units"
+        return int(whole), AmountIssue(index, ReasonCode.AMOUNT_FLOAT_ARTEFACT, detail, int(whole))
+    detail = f"{written} is finer than one minor unit (10^-{exponent})"
+    return None, AmountIssue(index, ReasonCode.AMOUNT_PRECISION, detail, None)
+
+
+def as_decimal(value: object) -> Decimal | None:
+    """The decimal a legacy value stands for, or None if it is not a finite number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, Decimal):
+            result = value
+        elif isinstance(value, int):
+            result = Decimal(value)
+        elif isinstance(value, float):
+            result = Decimal(repr(value))
+        elif isinstance(value, str):
+            result = Decimal(value.strip())
+        elif isinstance(value, bytes):
+            result = Decimal(value.decode("ascii").strip())
+        else:
+            return None
+    except (InvalidOperation, UnicodeDecodeError):
+        return None
+    return result if result.is_finite() else None
+
+
+def minor_units_already(values: Sequence[object]) -> ConvertedAmounts:
+    """Amounts a profile declares as already in minor units: each must be a whole number."""
+    return to_minor(values, 0)

@@ -1,0 +1,47 @@
+"""Hashes, workspace provenance and the canonical JSON every manifest is written in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """Commit of the workspace and whether it has uncommitted changes (None outside git)."""
+    try:
+        commit = _git(root, "rev-parse", "HEAD")
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def _git(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip()
+
+
+def canonical_json(document: Any) -> str:
+    """Sorted keys, two-space indent, UTF-8 text kept readable: stable bytes for hashing."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json(path: Path, document: Any) -> None:
+    """Write ``document`` as canonical JSON."""
+    path.write_text(canonical_json(document), encoding="utf-8")
