@@ -22,6 +22,9 @@ class BillmigError(Exception):
         self.message = message
         self.hint = hint
 
+    def __str__(self) -> str:
+        return self.one_line()
+
     def one_line(self) -> str:
         """The message and, when known, the next step, on one line."""
         return f"{self.message}; {self.hint}" if self.hint else self.message

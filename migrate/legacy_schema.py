@@ -9,13 +9,14 @@ the three cannot drift apart. Shared by ``migrate`` and ``validate``: vocabulary
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """How a reference column is typed in the legacy DB and normalised in the snapshot."""
 
     TEXT = "text"
@@ -53,7 +54,7 @@ class Column:
         """Arrow type of the column in the snapshot."""
         return _ARROW_TYPES[self.kind]
 
-    def sql_type(self) -> sa.types.TypeEngine[object]:
+    def sql_type(self) -> sa.types.TypeEngine[Any]:
         """SQL type of the column in a legacy database made by ``synth``."""
         if self.kind is Kind.TEXT:
             return sa.String(self.length)
@@ -141,7 +142,7 @@ def _c(name: str, kind: Kind, doc: str, *, nullable: bool = True, length: int = 
     return Column(name, kind, doc, nullable, length)
 
 
-T, I, B, D, TS, M, Q = (
+TXT, INT, BOOL, DATE, TS, MONEY, QTY = (
     Kind.TEXT,
     Kind.INT,
     Kind.BOOL,
@@ -156,10 +157,10 @@ CLIENTS = Entity(
     key="client_id",
     doc="Legal persons and individuals who hold accounts.",
     columns=(
-        _c("client_id", I, "legacy client number", nullable=False),
-        _c("name", T, "full name or company name, Cyrillic", length=200),
-        _c("national_id", T, "IIN (individual) or BIN (corporate), 12 digits", length=32),
-        _c("client_type", T, "individual or corporate"),
+        _c("client_id", INT, "legacy client number", nullable=False),
+        _c("name", TXT, "full name or company name, Cyrillic", length=200),
+        _c("national_id", TXT, "IIN (individual) or BIN (corporate), 12 digits", length=32),
+        _c("client_type", TXT, "individual or corporate"),
         _c("created_at", TS, "when the client was registered"),
     ),
     account_link="client_id",
@@ -172,17 +173,17 @@ ACCOUNTS = Entity(
     key="account_no",
     doc="Personal accounts (лицевые счета): where money is held or owed.",
     columns=(
-        _c("account_no", T, "legacy account number", nullable=False),
-        _c("client_id", I, "owning client"),
-        _c("brand", T, "kcell or activ"),
-        _c("payment_type", T, "advance (prepaid) or credit (postpaid)"),
-        _c("currency", T, "ISO 4217 code", length=3),
-        _c("balance", M, "signed balance in major units; negative = debt"),
-        _c("credit_limit", M, "postpaid credit limit in major units; null for prepaid"),
-        _c("status", T, "active, suspended or closed"),
+        _c("account_no", TXT, "legacy account number", nullable=False),
+        _c("client_id", INT, "owning client"),
+        _c("brand", TXT, "kcell or activ"),
+        _c("payment_type", TXT, "advance (prepaid) or credit (postpaid)"),
+        _c("currency", TXT, "ISO 4217 code", length=3),
+        _c("balance", MONEY, "signed balance in major units; negative = debt"),
+        _c("credit_limit", MONEY, "postpaid credit limit in major units; null for prepaid"),
+        _c("status", TXT, "active, suspended or closed"),
         _c("opened_at", TS, "when the account was opened"),
         _c("closed_at", TS, "when the account was closed, if it was"),
-        _c("region", T, "oblast or city of service"),
+        _c("region", TXT, "oblast or city of service"),
     ),
     total_groups=("currency", "brand", "payment_type", "status"),
     total_amounts=("balance", "credit_limit"),
@@ -193,17 +194,17 @@ LINES = Entity(
     key="iccid",
     doc="SIM lines: a number on a SIM card attached to an account.",
     columns=(
-        _c("iccid", T, "SIM card serial, 20 digits", nullable=False, length=32),
-        _c("msisdn", T, "phone number as legacy stores it", length=32),
-        _c("account_no", T, "account the line is attached to"),
-        _c("status", T, "active, suspended or terminated"),
+        _c("iccid", TXT, "SIM card serial, 20 digits", nullable=False, length=32),
+        _c("msisdn", TXT, "phone number as legacy stores it", length=32),
+        _c("account_no", TXT, "account the line is attached to"),
+        _c("status", TXT, "active, suspended or terminated"),
         _c("activated_at", TS, "activation time"),
         _c("terminated_at", TS, "termination time, if terminated"),
-        _c("port_status", T, "none, ported_in or ported_out"),
-        _c("channel", T, "shop, dealer or online"),
-        _c("dealer_id", T, "dealer that attached the line, for channel dealer"),
-        _c("consent_ref", T, "reference of the subscriber's consent evidence; null = none"),
-        _c("language", T, "ru, kk or en"),
+        _c("port_status", TXT, "none, ported_in or ported_out"),
+        _c("channel", TXT, "shop, dealer or online"),
+        _c("dealer_id", TXT, "dealer that attached the line, for channel dealer"),
+        _c("consent_ref", TXT, "reference of the subscriber's consent evidence; null = none"),
+        _c("language", TXT, "ru, kk or en"),
     ),
     account_link="account_no",
     parent="accounts",
@@ -215,14 +216,14 @@ TARIFFS = Entity(
     key="tariff_code",
     doc="The legacy tariff catalogue.",
     columns=(
-        _c("tariff_code", T, "legacy tariff code", nullable=False),
-        _c("name", T, "commercial name", length=200),
-        _c("monthly_fee", M, "monthly subscription fee in major units"),
-        _c("currency", T, "ISO 4217 code", length=3),
-        _c("data_mb", I, "included data in MB; null if none"),
-        _c("kind", T, "bundle, data_only, payg or home_internet"),
-        _c("has_video", B, "includes a video service"),
-        _c("status", T, "active or retired"),
+        _c("tariff_code", TXT, "legacy tariff code", nullable=False),
+        _c("name", TXT, "commercial name", length=200),
+        _c("monthly_fee", MONEY, "monthly subscription fee in major units"),
+        _c("currency", TXT, "ISO 4217 code", length=3),
+        _c("data_mb", INT, "included data in MB; null if none"),
+        _c("kind", TXT, "bundle, data_only, payg or home_internet"),
+        _c("has_video", BOOL, "includes a video service"),
+        _c("status", TXT, "active or retired"),
     ),
     total_groups=("currency", "status"),
     total_amounts=("monthly_fee",),
@@ -233,14 +234,14 @@ SUBSCRIPTIONS = Entity(
     key="subscription_id",
     doc="Tariff subscriptions of lines.",
     columns=(
-        _c("subscription_id", I, "legacy subscription number", nullable=False),
-        _c("msisdn", T, "line the tariff is on", length=32),
-        _c("tariff_code", T, "subscribed tariff"),
+        _c("subscription_id", INT, "legacy subscription number", nullable=False),
+        _c("msisdn", TXT, "line the tariff is on", length=32),
+        _c("tariff_code", TXT, "subscribed tariff"),
         _c("started_at", TS, "original start"),
         _c("cancelled_at", TS, "when cancellation was requested"),
         _c("ended_at", TS, "when the subscription ended"),
-        _c("fee_charged_through", D, "last day covered by a fee already taken"),
-        _c("status", T, "active, suspended or ended"),
+        _c("fee_charged_through", DATE, "last day covered by a fee already taken"),
+        _c("status", TXT, "active, suspended or ended"),
     ),
     account_link="msisdn",
     parent="lines",
@@ -252,11 +253,11 @@ PAYMENTS = Entity(
     key="payment_id",
     doc="Payments and top-ups.",
     columns=(
-        _c("payment_id", I, "legacy payment number", nullable=False),
-        _c("account_no", T, "credited account"),
-        _c("amount", M, "amount in major units"),
-        _c("currency", T, "ISO 4217 code", length=3),
-        _c("channel", T, "settlement_centre, card, cash or voucher"),
+        _c("payment_id", INT, "legacy payment number", nullable=False),
+        _c("account_no", TXT, "credited account"),
+        _c("amount", MONEY, "amount in major units"),
+        _c("currency", TXT, "ISO 4217 code", length=3),
+        _c("channel", TXT, "settlement_centre, card, cash or voucher"),
         _c("received_at", TS, "when the payer paid"),
         _c("posted_at", TS, "when legacy credited it; null = in transit"),
     ),
@@ -272,15 +273,15 @@ CHARGES = Entity(
     key="charge_id",
     doc="Rated charges: usage, fees and value-added services.",
     columns=(
-        _c("charge_id", I, "legacy charge number", nullable=False),
-        _c("account_no", T, "charged account"),
-        _c("msisdn", T, "line that used the service", length=32),
-        _c("kind", T, "voice, sms, data, roaming, fee or vas"),
-        _c("amount", M, "amount in major units"),
-        _c("currency", T, "ISO 4217 code", length=3),
+        _c("charge_id", INT, "legacy charge number", nullable=False),
+        _c("account_no", TXT, "charged account"),
+        _c("msisdn", TXT, "line that used the service", length=32),
+        _c("kind", TXT, "voice, sms, data, roaming, fee or vas"),
+        _c("amount", MONEY, "amount in major units"),
+        _c("currency", TXT, "ISO 4217 code", length=3),
         _c("occurred_at", TS, "when the usage happened"),
         _c("rated_at", TS, "when legacy rated it (delayed charging lags occurred_at)"),
-        _c("roaming_partner", T, "partner operator for roaming charges"),
+        _c("roaming_partner", TXT, "partner operator for roaming charges"),
     ),
     arrival="rated_at",
     account_link="account_no",
@@ -294,12 +295,12 @@ ORDERS = Entity(
     key="order_id",
     doc="Customer orders (tariff changes, new numbers, SIM swaps, ...).",
     columns=(
-        _c("order_id", I, "legacy order number", nullable=False),
-        _c("account_no", T, "ordering account"),
-        _c("msisdn", T, "line concerned", length=32),
-        _c("kind", T, "tariff_change, new_number, vas, sim_swap, port_in, ..."),
+        _c("order_id", INT, "legacy order number", nullable=False),
+        _c("account_no", TXT, "ordering account"),
+        _c("msisdn", TXT, "line concerned", length=32),
+        _c("kind", TXT, "tariff_change, new_number, vas, sim_swap, port_in, ..."),
         _c("created_at", TS, "when the order was placed"),
-        _c("status", T, "order status"),
+        _c("status", TXT, "order status"),
     ),
     arrival="created_at",
     account_link="account_no",
@@ -312,10 +313,10 @@ BONUSES = Entity(
     key="bonus_id",
     doc="Bonus balances: money, data or voice minutes.",
     columns=(
-        _c("bonus_id", I, "legacy bonus number", nullable=False),
-        _c("account_no", T, "account holding the bonus"),
-        _c("kind", T, "money, data_mb or voice_min"),
-        _c("amount", Q, "major units for money, MB for data_mb, minutes for voice_min"),
+        _c("bonus_id", INT, "legacy bonus number", nullable=False),
+        _c("account_no", TXT, "account holding the bonus"),
+        _c("kind", TXT, "money, data_mb or voice_min"),
+        _c("amount", QTY, "major units for money, MB for data_mb, minutes for voice_min"),
         _c("expires_at", TS, "expiry"),
     ),
     account_link="account_no",

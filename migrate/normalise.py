@@ -14,6 +14,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
@@ -42,7 +43,7 @@ class ColumnContext:
     """strptime format for dates stored as text."""
     minor_units: bool = False
     """Money already in minor units."""
-    exponents: np.ndarray | None = None  # type: ignore[type-arg]
+    exponents: npt.NDArray[np.int64] | None = None
     """Per-row decimal places for money (from the row's currency)."""
 
 
@@ -61,7 +62,7 @@ def normalise_column(
     return _text(values), []
 
 
-def currency_exponents(currencies: Sequence[object]) -> tuple[np.ndarray, list[int]]:  # type: ignore[type-arg]
+def currency_exponents(currencies: Sequence[object]) -> tuple[npt.NDArray[np.int64], list[int]]:
     """Exponent per row and the positions whose currency is unknown (they get 2 and an issue)."""
     exps = np.empty(len(currencies), dtype=np.int64)
     unknown: list[int] = []
@@ -193,7 +194,7 @@ def _native_temporal(value: object, zone: ZoneInfo, kind: Kind) -> object:
         value = value.decode("ascii", errors="replace")
     if isinstance(value, str):
         text = value.strip()
-        return None if not text else text
+        return text if text else None
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(zone).replace(tzinfo=None)

@@ -62,7 +62,7 @@ def load_profile(path: Path) -> SourceProfile:
     if missing:
         raise ConfigError(
             f"source profile {path.name} has no query for {', '.join(missing)}",
-            hint="add an [entities.<name>] table with sql = \"SELECT ...\" for each",
+            hint='add an [entities.<name>] table with sql = "SELECT ..." for each',
         )
     unknown = sorted(set(entities) - set(BY_NAME))
     if unknown:
@@ -79,7 +79,7 @@ def load_profile(path: Path) -> SourceProfile:
 def _entity_query(profile: str, name: str, raw: Any) -> EntityQuery:
     where = f"source profile {profile}, [entities.{name}]"
     if not isinstance(raw, dict) or not isinstance(raw.get("sql"), str) or not raw["sql"].strip():
-        raise ConfigError(f"{where} needs sql = \"SELECT ...\"")
+        raise ConfigError(f'{where} needs sql = "SELECT ..."')
     entity = BY_NAME[name]
     formats = raw.get("formats", {})
     for column, fmt in formats.items():

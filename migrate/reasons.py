@@ -5,10 +5,10 @@ Shared by ``migrate`` and ``validate``: it is vocabulary, not mapping logic.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How an exception weighs on the cutover gate."""
 
     BLOCK = "block"
@@ -19,13 +19,14 @@ class Severity(str, Enum):
     """Recorded for the audit trail; no action needed."""
 
 
-class ReasonCode(str, Enum):
-    """Why a legacy row was flagged, withheld or transformed. Each member has a severity and meaning."""
+class ReasonCode(StrEnum):
+    """Why a legacy row was flagged, withheld or transformed; each has a severity and meaning."""
 
     severity: Severity
     meaning: str
 
     def __new__(cls, value: str, severity: Severity, meaning: str) -> ReasonCode:
+        """Build a member from its (code, severity, meaning) triple."""
         member = str.__new__(cls, value)
         member._value_ = value
         member.severity = severity

@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 
 from migrate import legacy_schema as ls
+from migrate.config import mask_url
 from migrate.db import SQLITE, bulk_insert, create_engine, dialect_of, translate_errors
-from migrate.errors import InputError, TargetError
+from migrate.errors import EXIT_OK, InputError, TargetError
 from migrate.progress import SILENT, Progress
 from migrate.reasons import ReasonCode
+from migrate.rendering import TableData
 from migrate.synth import catalogue as cat
 from migrate.synth.generate import PLANTED_CODES, Array, Generator, SynthOptions
 
@@ -36,6 +39,8 @@ class SynthResult:
     planted: dict[str, int]
     manifest_path: Path
 
+    exit_code = EXIT_OK
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
@@ -44,6 +49,22 @@ class SynthResult:
             "planted": self.planted,
             "manifest": str(self.manifest_path),
         }
+
+    def tables(self) -> list[TableData]:
+        """Rows written and anomalies planted, for the terminal."""
+        return [
+            TableData(
+                title=f"synth: legacy database {self.url}",
+                headers=("table", "rows #"),
+                rows=list(self.rows.items()),
+            ),
+            TableData(
+                title="planted anomalies",
+                headers=("reason code", "rows #"),
+                rows=list(self.planted.items()),
+                footer=f"listed by legacy key in {self.manifest_path}",
+            ),
+        ]
 
 
 def run_synth(
@@ -63,7 +84,7 @@ def run_synth(
     with translate_errors(url, "creating the legacy schema", TargetError):
         _create_schema(engine, metadata, tables, replace)
     generator = Generator(options)
-    rows = {name: 0 for name in tables}
+    rows = dict.fromkeys(tables, 0)
     planted: dict[ReasonCode, list[tuple[str, str]]] = {}
     with (
         translate_errors(url, "writing synthetic legacy rows", TargetError),
@@ -85,17 +106,11 @@ def run_synth(
     engine.dispose()
     _write_manifest(manifest_path, options, rows, planted)
     return SynthResult(
-        url=_masked(url),
+        url=mask_url(url),
         rows=rows,
         planted={code.value: len(keys) for code, keys in sorted(planted.items())},
         manifest_path=manifest_path,
     )
-
-
-def _masked(url: str) -> str:
-    from migrate.config import mask_url
-
-    return mask_url(url)
 
 
 def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -146,9 +161,13 @@ def _db_values(kind: ls.Kind, array: Array, dialect: str) -> Sequence[object]:
     """Column values as the dialect's driver wants them (SQLite keeps text dates and REALs)."""
     if kind in (ls.Kind.TIMESTAMP, ls.Kind.DATE):
         unit = "s" if kind is ls.Kind.TIMESTAMP else "D"
-        stamps = np.asarray(array).astype(f"datetime64[{unit}]")
+        stamps: npt.NDArray[np.datetime64] = np.asarray(array).astype(f"datetime64[{unit}]")
         if dialect == SQLITE:
-            text = np.datetime_as_string(stamps, unit=unit)
+            text = (
+                np.datetime_as_string(stamps, unit="s")
+                if unit == "s"
+                else np.datetime_as_string(stamps, unit="D")
+            )
             return [None if t == "NaT" else t.replace("T", " ") for t in text.tolist()]
         return list(stamps.astype("datetime64[us]" if unit == "s" else "datetime64[D]").tolist())
     if kind in (ls.Kind.MONEY, ls.Kind.QUANTITY):

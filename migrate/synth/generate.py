@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,7 @@ import numpy.typing as npt
 from migrate.reasons import ReasonCode
 from migrate.synth import catalogue as cat
 
-Array = npt.NDArray[np.generic]
+Array = npt.NDArray[Any]
 SECOND = np.timedelta64(1, "s")
 DAY = np.timedelta64(86400, "s")
 
@@ -47,7 +48,7 @@ PLANTED_CODES: tuple[ReasonCode, ...] = (
     ReasonCode.DATE_INCONSISTENT,
     ReasonCode.ENCODING_DAMAGE,
 )
-"""Every reason code ``synth`` plants in the snapshot itself (FREEZE_BREACH needs window activity)."""
+"""Every reason code ``synth`` plants in the snapshot (FREEZE_BREACH needs window activity)."""
 
 _PREPAID_CODES = {
     ReasonCode.AMOUNT_FLOAT_ARTEFACT,
@@ -181,7 +182,9 @@ class Generator:
         limit = np.where(postpaid, limit_tenge * 100, -1)
         balance = self._clean_balances(rng, n, postpaid, limit, status)
 
-        is_ = lambda code: self._is(codes, code)  # noqa: E731
+        def is_(code: ReasonCode) -> npt.NDArray[np.bool_]:
+            return self._is(codes, code)
+
         neg = is_(ReasonCode.PREPAID_NEGATIVE_BALANCE) | is_(ReasonCode.ROAMING_DEBT)
         balance[neg] = -rng.integers(500, 3000, n)[neg] * 100 - rng.integers(0, 100, n)[neg]
         exceeded = is_(ReasonCode.CREDIT_LIMIT_EXCEEDED)
@@ -213,7 +216,7 @@ class Generator:
         opened[planted] = np.minimum(opened[planted], self.as_of - 400 * DAY)
         closed_at = np.where(
             status == "closed",
-            opened + ((self.as_of - opened) * rng.random(n)).astype("timedelta64[s]"),
+            opened + _fraction_of(self.as_of - opened, rng.random(n)),
             np.datetime64("NaT", "s"),
         )
         limit_text = _format_minor(limit)
@@ -324,7 +327,7 @@ class Generator:
         activated = np.minimum(activated, self.as_of - DAY)
         terminated = np.where(
             status == "terminated",
-            activated + ((self.as_of - activated) * rng.random(m)).astype("timedelta64[s]"),
+            activated + _fraction_of(self.as_of - activated, rng.random(m)),
             np.datetime64("NaT", "s"),
         )
         closed = accounts["closed_at"][owner]
@@ -341,10 +344,8 @@ class Generator:
             "terminated_at": terminated,
             "port_status": np.where(rng.random(m) < 0.03, "ported_in", "none").astype(object),
             "channel": channel,
-            "dealer_id": np.where(
-                channel == "dealer",
-                np.array(cat.DEALERS)[rng.integers(0, len(cat.DEALERS), m)],
-                None,
+            "dealer_id": _where_or_none(
+                channel == "dealer", np.array(cat.DEALERS)[rng.integers(0, len(cat.DEALERS), m)]
             ),
             "consent_ref": consent,
             "language": _choice(rng, ("kk", "ru", "en"), (0.4, 0.55, 0.05), m),
@@ -433,9 +434,9 @@ class Generator:
             "datetime64[D]"
         )
         charged = np.where(fee == 0, month_end, charged)
-        charged = np.where(
-            status == "ended", ended.astype("datetime64[D]"), charged
-        ).astype("datetime64[D]")
+        charged = np.where(status == "ended", ended.astype("datetime64[D]"), charged).astype(
+            "datetime64[D]"
+        )
         cancelled = np.full(m, np.datetime64("NaT", "s"))
         after_cancel = first_line[self._is(codes, ReasonCode.CHARGED_AFTER_CANCELLATION)]
         tariff[after_cancel] = "ALGA"
@@ -447,9 +448,9 @@ class Generator:
         history[first_line[codes >= 0]] = False
         hist_idx = np.flatnonzero(history)
         h = len(hist_idx)
-        change_at = started[hist_idx] + (
-            (self.as_of - 30 * DAY - started[hist_idx]) * rng.random(h)
-        ).astype("timedelta64[s]")
+        change_at = started[hist_idx] + _fraction_of(
+            self.as_of - 30 * DAY - started[hist_idx], rng.random(h)
+        )
         hist_tariff = self._draw_tariffs(rng, lines, codes)[hist_idx]
         hist_tariff[hist_tariff == cat.UNMAPPED_TARIFF] = "KLASSIKA12"
         current_started = started.copy()
@@ -462,9 +463,7 @@ class Generator:
             "started_at": np.concatenate([started[hist_idx], current_started]),
             "cancelled_at": np.concatenate([np.full(h, np.datetime64("NaT", "s")), cancelled]),
             "ended_at": np.concatenate([change_at, ended]),
-            "fee_charged_through": np.concatenate(
-                [change_at.astype("datetime64[D]"), charged]
-            ),
+            "fee_charged_through": np.concatenate([change_at.astype("datetime64[D]"), charged]),
             "status": np.concatenate([np.full(h, "ended"), status]),
             "_line": np.concatenate([hist_idx, np.arange(m)]),
         }
@@ -509,7 +508,9 @@ class Generator:
         for name, mask in (("kcell", ~activ), ("activ", activ)):
             pool = pools[name]
             weights = np.array([t.weight for t in pool])
-            out[mask] = _choice(rng, [t.code for t in pool], weights / weights.sum(), int(mask.sum()))
+            out[mask] = _choice(
+                rng, [t.code for t in pool], weights / weights.sum(), int(mask.sum())
+            )
         owner = lines["_owner"]
         corporate_codes = [t.code for t in cat.TARIFFS if t.brand == "corp"]
         corp_lines = np.flatnonzero(lines["_corporate"])
@@ -600,7 +601,9 @@ class Generator:
         count = np.where(has_active_first, np.minimum(rng.poisson(1.5, n), 6), 0)
         owner = np.repeat(np.arange(n), count)
         c = len(owner)
-        kind = _choice(rng, ("voice", "sms", "data", "roaming", "vas"), (0.4, 0.1, 0.35, 0.03, 0.12), c)
+        kind = _choice(
+            rng, ("voice", "sms", "data", "roaming", "vas"), (0.4, 0.1, 0.35, 0.03, 0.12), c
+        )
         no_roaming = self._is(codes, ReasonCode.PREPAID_NEGATIVE_BALANCE)[owner]
         kind[(kind == "roaming") & no_roaming] = "data"
         occurred = self.as_of - rng.integers(3 * 86400, 30 * 86400, c) * SECOND
@@ -613,10 +616,9 @@ class Generator:
             "amount": amount,
             "occurred_at": occurred,
             "rated_at": occurred + lag * SECOND,
-            "roaming_partner": np.where(
+            "roaming_partner": _where_or_none(
                 kind == "roaming",
                 np.array(cat.ROAMING_PARTNERS)[rng.integers(0, len(cat.ROAMING_PARTNERS), c)],
-                None,
             ),
         }
         parts = [usage, self._roaming_debt_charges(rng, accounts, lines, first_line, codes)]
@@ -655,9 +657,7 @@ class Generator:
             "roaming_partner": np.full(k, "TUR-TCELL"),
         }
 
-    def _fee_charges(
-        self, accounts: dict[str, Array], sub: dict[str, Array]
-    ) -> dict[str, Array]:
+    def _fee_charges(self, accounts: dict[str, Array], sub: dict[str, Array]) -> dict[str, Array]:
         """This period's fee for every live subscription charged through the period's end."""
         take = (sub["fee_charged_through"] == self.period_end) & (sub["_fee"] > 0)
         take &= (sub["_owner"] >= 0) & (sub["status"] != "ended")
@@ -740,7 +740,8 @@ class Generator:
 
     def _orphans(self, codes: Array, variant: int) -> npt.NDArray[np.bool_]:
         """Accounts planting an orphan of one variant: 0 line, 1 subscription, 2 payment."""
-        return self._is(codes, ReasonCode.ORPHAN_ROW) & (np.arange(len(codes)) % 3 == variant)
+        position = np.arange(len(codes)) % 3
+        return np.asarray(self._is(codes, ReasonCode.ORPHAN_ROW) & (position == variant))
 
     def _orphan_lines(
         self, accounts: dict[str, Array], codes: Array, chunk: Chunk
@@ -807,6 +808,19 @@ def _format_minor(minor: Array) -> Array:
     cents = _padded(magnitude % 100, 2)
     text = np.char.add(np.char.add(np.char.add(sign, whole), "."), cents)
     return text.astype(object)
+
+
+def _fraction_of(span: Array, fraction: npt.NDArray[np.float64]) -> Array:
+    """``fraction`` of each time span, in whole seconds."""
+    seconds = span.astype("timedelta64[s]").astype(np.int64)
+    return (seconds * fraction).astype(np.int64) * SECOND
+
+
+def _where_or_none(condition: npt.NDArray[np.bool_], values: Array) -> Array:
+    """``values`` where ``condition`` holds, None elsewhere (an object column)."""
+    out = np.full(len(condition), None, dtype=object)
+    out[condition] = values[condition]
+    return out
 
 
 def _padded(values: Array, width: int) -> Array:
@@ -936,9 +950,7 @@ def _break_check_digit(ids: Array) -> Array:
     return np.array([s[:11] + str((int(s[11]) + 1) % 10) for s in ids.tolist()], dtype=object)
 
 
-def _consent_refs(
-    rng: np.random.Generator, channel: Array, serial: npt.NDArray[np.int64]
-) -> Array:
+def _consent_refs(rng: np.random.Generator, channel: Array, serial: npt.NDArray[np.int64]) -> Array:
     """Consent evidence: always for dealer and online lines, missing for some shop lines."""
     refs = np.char.add("CNS-", _padded(serial, 10)).astype(object)
     refs[(channel == "shop") & (rng.random(len(channel)) < 0.05)] = None
@@ -946,14 +958,12 @@ def _consent_refs(
 
 
 def _msisdn_styles(rng: np.random.Generator, digits: Array) -> Array:
-    """How legacy stores a 10-digit national number: mostly ``7XXXXXXXXXX``, some ``8…``, some ``+7 …``."""
+    """How legacy writes a national number: mostly ``7XXXXXXXXXX``, some ``8…``, some ``+7 …``."""
     style = rng.random(len(digits))
     d = digits.astype(str)
     plain = np.char.add("7", d)
     trunk = np.char.add("8", d)
-    spaced = np.array(
-        [f"+7 {s[:3]} {s[3:6]} {s[6:8]} {s[8:]}" for s in d.tolist()], dtype=object
-    )
+    spaced = np.array([f"+7 {s[:3]} {s[3:6]} {s[6:8]} {s[8:]}" for s in d.tolist()], dtype=object)
     return np.where(style < 0.85, plain, np.where(style < 0.95, trunk, spaced)).astype(object)
 
 
@@ -965,4 +975,6 @@ def _restyle(msisdns: Array) -> Array:
 
 def _invalid_msisdns(k: int, seeds: Array) -> Array:
     bad = ("770112345", "+1 202 555 01", "77O1234567X", "7601234567")
-    return np.array([bad[i % len(bad)] + str(s % 10) for i, s in enumerate(seeds.tolist())], dtype=object)
+    return np.array(
+        [bad[i % len(bad)] + str(s % 10) for i, s in enumerate(seeds.tolist())], dtype=object
+    )

@@ -1,0 +1,161 @@
+"""The ``billmig`` command line: parse, call one core function, render, return an exit code.
+
+Errors are caught in one place, :func:`main`: a :class:`BillmigError` prints one line and
+returns its exit code; Ctrl-C returns 130; ``--debug`` re-raises everything with a traceback.
+Heavy modules are imported inside commands so ``billmig --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from migrate.console import Console
+from migrate.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BillmigError
+
+if TYPE_CHECKING:
+    from migrate.config import Config
+
+
+@dataclass
+class _State:
+    config_path: Path | None
+    console: Console
+    debug: bool
+
+    def config(self) -> Config:
+        """The workspace configuration."""
+        from migrate.config import load_config
+
+        return load_config(self.config_path)
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="billmig.toml to use (default: $BILLMIG_CONFIG or ./billmig.toml).",
+)
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Re-raise errors with a traceback.")
+@click.version_option(package_name="billmig")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: Path | None, json_mode: bool, quiet: bool, debug: bool
+) -> None:
+    """billmig: migrate and reconcile billing accounts, phase by phase."""
+    ctx.obj = _State(config_path, Console(json_mode=json_mode, quiet=quiet), debug)
+
+
+@cli.command()
+@click.option(
+    "--url",
+    envvar="BILLMIG_SOURCE_URL",
+    required=True,
+    help="Legacy database to create (default: $BILLMIG_SOURCE_URL).",
+)
+@click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--anomaly-rate",
+    type=click.FloatRange(0, 0.04),
+    default=0.002,
+    show_default=True,
+    help="Share of accounts carrying each planted anomaly.",
+)
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to list the planted anomalies (default: runs/synth/planted.json).",
+)
+@click.option("--replace", is_flag=True, help="Drop and regenerate existing legacy tables.")
+@pass_state
+def synth(
+    state: _State,
+    url: str,
+    accounts: int,
+    seed: int,
+    anomaly_rate: float,
+    manifest_path: Path | None,
+    replace: bool,
+) -> int:
+    """Generate a realistic legacy billing database with planted anomalies."""
+    from migrate.synth import SynthOptions, run_synth
+
+    config = state.config()
+    manifest_path = manifest_path or config.runs_path / "synth" / "planted.json"
+    options = SynthOptions(accounts=accounts, seed=seed, anomaly_rate=anomaly_rate)
+    result = run_synth(
+        url, options, manifest_path, replace=replace, progress=state.console.progress()
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--wave", default=None, help="Extract only the accounts of this configured wave.")
+@click.option("--run-id", default=None, help="Name of the run (default: UTC time + random).")
+@pass_state
+def extract(state: _State, wave: str | None, run_id: str | None) -> int:
+    """Snapshot the legacy database into runs/<run_id>/snapshot/ (read-only)."""
+    from migrate.extract import run_extract
+
+    result = run_extract(
+        state.config(), wave=wave, run_id=run_id, progress=state.console.progress()
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
+@pass_state
+def demo(state: _State, accounts: int) -> int:
+    """Run the whole job on an embedded SQLite demo database and say where the results are."""
+    from migrate.demo import run_demo
+
+    result = run_demo(state.config(), accounts=accounts, progress=state.console.progress())
+    state.console.render(result)
+    return result.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``billmig`` script; returns the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    console = Console(json_mode="--json" in args, quiet="--quiet" in args)
+    try:
+        code = cli.main(args=args, prog_name="billmig", standalone_mode=False)
+    except BillmigError as exc:
+        if debug:
+            raise
+        console.error(exc.one_line())
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        console.error(f"{exc.format_message()} (see billmig --help)")
+        return EXIT_USAGE
+    except (KeyboardInterrupt, click.Abort):
+        console.error("interrupted; rerun the phase to start it again")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        console.error(f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report it")
+        return EXIT_USAGE
+    return code if isinstance(code, int) else EXIT_OK

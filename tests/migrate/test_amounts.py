@@ -1,0 +1,66 @@
+"""Exact conversion of legacy amounts to minor units (SPEC §2)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from migrate.amounts import to_minor
+from migrate.reasons import ReasonCode
+
+
+def test_each_driver_type_converts_exactly() -> None:
+    converted = to_minor([12.34, Decimal("-99.9900"), "7", 5, " 3.10 ", None], 2)
+    assert converted.minor.tolist()[:5] == [1234, -9999, 700, 500, 310]
+    assert converted.valid.tolist() == [True, True, True, True, True, False]
+    assert converted.issues == ()
+
+
+def test_float_artefact_is_normalised_and_reported() -> None:
+    converted = to_minor([1500.0000000004, Decimal("1500.0000000004")], 2)
+    assert converted.minor.tolist() == [150000, 150000]
+    assert converted.valid.all()
+    assert [i.reason for i in converted.issues] == [ReasonCode.AMOUNT_FLOAT_ARTEFACT] * 2
+    assert converted.issues[0].detail == converted.issues[1].detail
+
+
+def test_finer_than_a_tiyn_is_withheld_with_the_same_detail_on_every_engine() -> None:
+    # SQLite hands back a float, PostgreSQL a NUMERIC(22,10) Decimal, a text column a string.
+    converted = to_minor([12.345, Decimal("12.3450000000"), "12.345"], 2)
+    assert not converted.valid.any()
+    assert {i.reason for i in converted.issues} == {ReasonCode.AMOUNT_PRECISION}
+    assert {i.detail for i in converted.issues} == {"12.345 is finer than one minor unit (10^-2)"}
+
+
+def test_text_that_is_not_a_number_is_withheld() -> None:
+    converted = to_minor(["abc", float("nan"), "1e400000"], 2)
+    assert not converted.valid.any()
+    assert [i.reason for i in converted.issues] == [ReasonCode.AMOUNT_UNPARSEABLE] * 3
+
+
+def test_exponent_follows_the_currency() -> None:
+    converted = to_minor(["100", "100", "1.5"], np.array([2, 0, 3]))
+    assert converted.minor.tolist() == [10000, 100, 1500]
+
+
+@given(st.integers(min_value=-(10**14), max_value=10**14))
+def test_any_two_decimal_amount_round_trips_through_float_and_text(minor: int) -> None:
+    as_text = str(Decimal(minor).scaleb(-2))
+    converted = to_minor([float(as_text), as_text, Decimal(as_text)], 2)
+    assert converted.minor.tolist() == [minor, minor, minor]
+    assert converted.valid.all()
+    assert converted.issues == ()
+
+
+@given(
+    st.integers(min_value=-(10**9), max_value=10**9),
+    st.integers(min_value=1, max_value=9),
+)
+def test_a_third_decimal_is_always_a_precision_exception(minor: int, extra: int) -> None:
+    as_text = f"{Decimal(minor).scaleb(-2)}{extra}"
+    converted = to_minor([as_text, float(as_text)], 2)
+    assert not converted.valid.any()
+    assert [i.reason for i in converted.issues] == [ReasonCode.AMOUNT_PRECISION] * 2

@@ -1,0 +1,7 @@
+"""Independent checks and the sign-off pack.
+
+Four-eyes rule (SPEC §1): nothing here imports ``migrate``'s pipeline or mapping code; it
+re-derives what it checks from the snapshot and the target, so a mapper bug cannot hide itself.
+It may use the shared vocabulary: ``migrate.legacy_schema``, ``migrate.reasons`` and
+``migrate.config``. The import-linter contracts in ``pyproject.toml`` enforce this.
+"""
