@@ -27,7 +27,8 @@ from migrate.reasons import ReasonCode
 
 ARTEFACT_TOLERANCE = Decimal("0.000001")
 """A scaled value this close to a whole minor unit is a float artefact, not a real fraction."""
-_FLOAT_EXACT_LIMIT = 1e13
+_FAST_LIMIT = 10**13
+"""Below this many major units the bulk paths are exact (and ×10^exp fits in int64)."""
 _INT64_LIMIT = 2**63
 
 
@@ -64,7 +65,7 @@ def to_minor(values: Sequence[object], exponents: npt.NDArray[np.int64] | int) -
     exps = np.broadcast_to(np.asarray(exponents, dtype=np.int64), (count,))
     minor = np.zeros(count, dtype=np.int64)
     valid = np.zeros(count, dtype=np.bool_)
-    pending = _float_fast_path(values, exps, minor, valid)
+    pending = _fast_path(values, exps, minor, valid)
     issues: list[AmountIssue] = []
     for index in pending:
         value = values[index]
@@ -79,26 +80,26 @@ def to_minor(values: Sequence[object], exponents: npt.NDArray[np.int64] | int) -
     return ConvertedAmounts(minor, valid, tuple(issues))
 
 
-def _float_fast_path(
+def _fast_path(
     values: Sequence[object],
     exps: npt.NDArray[np.int64],
     minor: npt.NDArray[np.int64],
     valid: npt.NDArray[np.bool_],
 ) -> list[int]:
-    """Convert plain floats in bulk; return the indices left for the exact slow path."""
-    is_float = np.fromiter((type(v) is float for v in values), dtype=np.bool_, count=len(values))
-    if not is_float.any():
-        return list(range(len(values)))
-    floats = np.array([v if type(v) is float else 0.0 for v in values], dtype=np.float64)
-    scale = np.power(10.0, exps)
+    """Convert plain ints and floats in bulk; return the indices left for the exact slow path.
+
+    SQLite hands back NUMERIC amounts as ints (whole) and floats (the rest); PostgreSQL and
+    MariaDB hand back Decimals, which all take the slow path. An int below 1e13 is exactly a
+    float, so both go through the float round-trip test described in the module doc.
+    """
+    count = len(values)
+    if not set(map(type, values)) <= {int, float, type(None)}:
+        return list(range(count))
     with np.errstate(invalid="ignore", over="ignore"):
+        floats = np.array(values, dtype=np.float64)  # None becomes NaN
+        scale = np.power(10.0, exps)
         candidate = np.round(floats * scale)
-        exact = (
-            is_float
-            & np.isfinite(floats)
-            & (np.abs(floats) < _FLOAT_EXACT_LIMIT)
-            & (candidate / scale == floats)
-        )
+        exact = np.isfinite(floats) & (np.abs(floats) < _FAST_LIMIT) & (candidate / scale == floats)
     minor[exact] = candidate[exact].astype(np.int64)
     valid[exact] = True
     return [int(i) for i in np.flatnonzero(~exact)]

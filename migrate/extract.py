@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +37,14 @@ import sqlalchemy as sa
 from migrate import __version__
 from migrate.amounts import as_decimal
 from migrate.config import Config, WaveConfig, mask_url
-from migrate.db import MYSQL, POSTGRESQL, create_engine, dialect_of, translate_errors
+from migrate.db import (
+    MYSQL,
+    POSTGRESQL,
+    create_engine,
+    dialect_of,
+    stream_rows,
+    translate_errors,
+)
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError
 from migrate.legacy_schema import (
     BY_NAME,
@@ -296,13 +305,12 @@ class _EntityExtractor:
         issues: list[dict[str, Any]] = []
         rows = after_cutoff = 0
         with (
-            pq.ParquetWriter(self.path, schema, compression="zstd") as writer,
+            _BackgroundWriter(self.path, schema) as writer,
             progress.task(f"extract {self.entity.name}", total_rows) as task,
         ):
-            result = conn.execute(self._select())
-            for raw_rows in result.partitions(self.config.extract.chunk_rows):
+            for raw_rows in stream_rows(conn, self._select(), self.config.extract.chunk_rows):
                 table, chunk_issues, late = self._normalise(raw_rows)
-                writer.write_table(table, row_group_size=max(len(raw_rows), 1))
+                writer.write(table)
                 rows += table.num_rows
                 after_cutoff += late
                 issues.extend(chunk_issues)
@@ -570,6 +578,45 @@ class _EntityExtractor:
             "detail": issue.detail,
             "amount_minor": issue.amount_minor,
         }
+
+
+class _BackgroundWriter:
+    """Writes row groups on a thread, overlapping the fetch of the next chunk.
+
+    Parquet compression releases the GIL. At most two chunks wait in the queue, so memory
+    stays bounded.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name=f"write-{path.stem}")
+
+    def __enter__(self) -> _BackgroundWriter:
+        self._thread.start()
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Queue one chunk; it becomes exactly one row group."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def _drain(self) -> None:
+        while (table := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            except BaseException as exc:  # re-raised on the caller's thread
+                self._error = exc
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None and exc_info[0] is None:
+            raise self._error
 
 
 def _withhold_unknown_currency(

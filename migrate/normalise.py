@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from migrate.amounts import to_minor
 from migrate.legacy_schema import CURRENCY_EXPONENTS, Column, Kind
@@ -64,19 +65,17 @@ def normalise_column(
 
 def currency_exponents(currencies: Sequence[object]) -> tuple[npt.NDArray[np.int64], list[int]]:
     """Exponent per row and the positions whose currency is unknown (they get 2 and an issue)."""
-    exps = np.empty(len(currencies), dtype=np.int64)
-    unknown: list[int] = []
-    cache: dict[object, int | None] = {}
-    for i, code in enumerate(currencies):
-        if code not in cache:
-            cache[code] = CURRENCY_EXPONENTS.get(str(code).strip().upper()) if code else None
-        exp = cache[code]
-        if exp is None:
-            unknown.append(i)
-            exps[i] = 2
-        else:
-            exps[i] = exp
-    return exps, unknown
+    encoded = pa.array(currencies, type=pa.string()).dictionary_encode()
+    by_code = [
+        CURRENCY_EXPONENTS.get(code.strip().upper(), -1) if code else -1
+        for code in encoded.dictionary.to_pylist()
+    ]
+    lookup = np.array([*by_code, -1], dtype=np.int64)  # the extra slot serves null currencies
+    indices = encoded.indices.fill_null(len(by_code)).to_numpy(zero_copy_only=False)
+    exps = lookup[indices]
+    unknown = np.flatnonzero(exps < 0)
+    exps[unknown] = 2
+    return exps, [int(i) for i in unknown]
 
 
 def _money(
@@ -161,29 +160,70 @@ def _booleans(column: Column, values: Sequence[object]) -> tuple[pa.Array, list[
 def _temporal(
     column: Column, values: Sequence[object], ctx: ColumnContext
 ) -> tuple[pa.Array, list[Issue]]:
-    arrow_type = column.arrow_type
+    """Dates and timestamps, vectorised: native values as they are, text parsed strictly."""
+    first = next((v for v in values if v is not None), None)
+    aware = isinstance(first, datetime) and first.tzinfo is not None
+    if not isinstance(first, str | bytes) and not aware:
+        try:
+            return pa.array(values, type=column.arrow_type), []
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+    try:
+        texts = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _temporal_mixed(column, values, ctx)
+    texts = pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
+    parsed = _parse_texts(texts, column.arrow_type, ctx.fmt)
+    failed = pc.and_(pc.is_valid(texts), pc.is_null(parsed))
+    issues = [
+        Issue(int(i), column.name, ReasonCode.DATE_UNPARSEABLE, _date_detail(texts[i], ctx.fmt))
+        for i in pc.indices_nonzero(failed).to_pylist()
+    ]
+    return parsed, issues
+
+
+def _parse_texts(texts: pa.Array, arrow_type: pa.DataType, fmt: str | None) -> pa.Array:
+    """Text to dates or timestamps; invalid text (31 Feb included) becomes null."""
+    if fmt is None:
+        try:
+            return texts.cast(arrow_type)  # Arrow's ISO 8601 parser is strict
+        except pa.ArrowInvalid:
+            pass
+    # pandas parses a fixed format in C and, unlike Arrow's strptime, rejects 31.02.2016.
+    series = pd.Series(texts.to_pandas(), dtype=object)
+    stamps = pd.to_datetime(series, format=fmt or "ISO8601", errors="coerce")
+    return pa.Array.from_pandas(stamps).cast(pa.timestamp("us")).cast(arrow_type)
+
+
+def _date_detail(raw: pa.Scalar, fmt: str | None) -> str:
+    return f"{raw.as_py()!r} is not a date" + (f" in format {fmt}" if fmt else "")
+
+
+def _temporal_mixed(
+    column: Column, values: Sequence[object], ctx: ColumnContext
+) -> tuple[pa.Array, list[Issue]]:
+    """Slow path for columns mixing driver types or carrying time zones: value by value."""
     native = [_native_temporal(v, ctx.zone, column.kind) for v in values]
-    if all(v is None or not isinstance(v, str) for v in native):
-        return pa.array(native, type=arrow_type), []
-    texts = pd.Series([v if isinstance(v, str) else None for v in native], dtype=object)
-    if ctx.fmt:
-        parsed = pd.to_datetime(texts, format=ctx.fmt, errors="coerce")
-    else:
-        parsed = pd.to_datetime(texts, format="ISO8601", errors="coerce")
+    texts = [v if isinstance(v, str) else None for v in native]
+    parsed = _parse_texts(pa.array(texts, type=pa.string()), column.arrow_type, ctx.fmt)
     out: list[object] = []
     issues: list[Issue] = []
-    for i, (raw, stamp) in enumerate(zip(native, parsed.tolist(), strict=True)):
+    for i, raw in enumerate(native):
         if isinstance(raw, str):
-            if pd.isna(stamp):
-                detail = f"{raw!r} is not a date" + (f" in format {ctx.fmt}" if ctx.fmt else "")
-                issues.append(Issue(i, column.name, ReasonCode.DATE_UNPARSEABLE, detail))
-                out.append(None)
-            else:
-                value = stamp.to_pydatetime()
-                out.append(value.date() if column.kind is Kind.DATE else value)
+            value = parsed[i].as_py()
+            if value is None:
+                issues.append(
+                    Issue(
+                        i,
+                        column.name,
+                        ReasonCode.DATE_UNPARSEABLE,
+                        _date_detail(pa.scalar(raw), ctx.fmt),
+                    )
+                )
+            out.append(value)
         else:
             out.append(raw)
-    return pa.array(out, type=arrow_type), issues
+    return pa.array(out, type=column.arrow_type), issues
 
 
 def _native_temporal(value: object, zone: ZoneInfo, kind: Kind) -> object:
