@@ -22,6 +22,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from migrate.reasons import ReasonCode
 
@@ -54,21 +56,29 @@ class ConvertedAmounts:
     issues: tuple[AmountIssue, ...]
 
 
-def to_minor(values: Sequence[object], exponents: npt.NDArray[np.int64] | int) -> ConvertedAmounts:
+def to_minor(
+    values: Sequence[object] | pa.Array, exponents: npt.NDArray[np.int64] | int
+) -> ConvertedAmounts:
     """Convert legacy amounts in major units to integer minor units, exactly.
 
     Args:
-        values: raw values from the driver (None, int, float, Decimal or str).
+        values: raw values from the driver (None, int, float, Decimal or str), or an Arrow
+            string array (PostgreSQL's COPY stream).
         exponents: decimal places per value (the currency's ISO 4217 exponent), or one for all.
     """
     count = len(values)
     exps = np.broadcast_to(np.asarray(exponents, dtype=np.int64), (count,))
     minor = np.zeros(count, dtype=np.int64)
     valid = np.zeros(count, dtype=np.bool_)
-    pending = _fast_path(values, exps, minor, valid)
+    if isinstance(values, pa.Array):
+        pending = _decimal_path(values, exps, minor, valid)
+        python_values: Sequence[object] = _LazyScalars(values)
+    else:
+        pending = _fast_path(values, exps, minor, valid)
+        python_values = values
     issues: list[AmountIssue] = []
     for index in pending:
-        value = values[index]
+        value = python_values[index]
         if value is None:
             continue
         amount, issue = _convert_one(value, int(exps[index]), index)
@@ -80,20 +90,66 @@ def to_minor(values: Sequence[object], exponents: npt.NDArray[np.int64] | int) -
     return ConvertedAmounts(minor, valid, tuple(issues))
 
 
+class _LazyScalars(Sequence[object]):
+    """Python values of an Arrow array, converted only where asked for."""
+
+    def __init__(self, array: pa.Array) -> None:
+        self._array = array
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __getitem__(self, index: int) -> object:  # type: ignore[override]
+        return self._array[index].as_py()
+
+
+_DECIMAL = pa.decimal128(24, 12)
+"""Bulk decimal type: up to 10^12 major units with 12 places; anything else goes value by value."""
+
+
+def _decimal_path(
+    values: pa.Array,
+    exps: npt.NDArray[np.int64],
+    minor: npt.NDArray[np.int64],
+    valid: npt.NDArray[np.bool_],
+) -> list[int]:
+    """Convert Decimal or decimal-text amounts in bulk with Arrow's exact decimal arithmetic."""
+    try:
+        decimals = values.cast(_DECIMAL)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return list(range(len(values)))
+    exact = np.zeros(len(values), dtype=np.bool_)
+    for exponent in np.unique(exps).tolist():
+        rows = exps == exponent
+        factor = pa.scalar(Decimal(10) ** exponent, pa.decimal128(4, 0))
+        scaled = pc.multiply(decimals, factor)
+        whole = pc.fill_null(pc.equal(pc.round(scaled, ndigits=0), scaled), False)
+        ints = pc.cast(pc.if_else(whole, scaled, pa.scalar(Decimal(0), scaled.type)), pa.int64())
+        ok = whole.to_numpy(zero_copy_only=False) & rows
+        minor[ok] = ints.to_numpy(zero_copy_only=False)[ok]
+        exact |= ok
+    valid |= exact
+    return [int(i) for i in np.flatnonzero(~exact)]
+
+
 def _fast_path(
     values: Sequence[object],
     exps: npt.NDArray[np.int64],
     minor: npt.NDArray[np.int64],
     valid: npt.NDArray[np.bool_],
 ) -> list[int]:
-    """Convert plain ints and floats in bulk; return the indices left for the exact slow path.
+    """Convert ints and floats (or Decimals and text) in bulk; return indices left over.
 
     SQLite hands back NUMERIC amounts as ints (whole) and floats (the rest); PostgreSQL and
     MariaDB hand back Decimals, which all take the slow path. An int below 1e13 is exactly a
     float, so both go through the float round-trip test described in the module doc.
     """
     count = len(values)
-    if not set(map(type, values)) <= {int, float, type(None)}:
+    kinds = set(map(type, values))
+    if kinds <= {Decimal, str, type(None)} and kinds - {type(None)}:
+        text_or_decimal = pa.array(values, type=pa.string() if str in kinds else None)
+        return _decimal_path(text_or_decimal, exps, minor, valid)
+    if not kinds <= {int, float, type(None)}:
         return list(range(count))
     with np.errstate(invalid="ignore", over="ignore"):
         floats = np.array(values, dtype=np.float64)  # None becomes NaN

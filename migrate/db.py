@@ -115,36 +115,6 @@ def dialect_of(conn: Connection | Engine) -> str:
     return conn.dialect.name
 
 
-def stream_rows(
-    conn: Connection, statement: sa.Select[Any], chunk_rows: int
-) -> Iterator[Sequence[tuple[Any, ...]]]:
-    """Run ``statement`` on the driver's own cursor and yield lists of up to ``chunk_rows`` rows.
-
-    Skips SQLAlchemy's row objects (a third of the read time) and streams from the server:
-    a named (server-side) cursor on PostgreSQL, an unbuffered cursor on MariaDB, SQLite's
-    native stepping. The statement runs inside ``conn``'s transaction.
-    """
-    sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    raw = conn.connection.driver_connection
-    if raw is None:
-        raise RuntimeError("connection has no driver connection")
-    dialect = dialect_of(conn)
-    if dialect == POSTGRESQL:
-        cursor = raw.cursor(name="billmig_stream")
-    elif dialect == MYSQL:
-        import pymysql.cursors
-
-        cursor = raw.cursor(pymysql.cursors.SSCursor)
-    else:
-        cursor = raw.cursor()
-    try:
-        cursor.execute(sql)
-        while rows := cursor.fetchmany(chunk_rows):
-            yield rows
-    finally:
-        cursor.close()
-
-
 def bulk_insert(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:

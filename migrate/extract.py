@@ -18,10 +18,10 @@ import getpass
 import os
 import queue
 import secrets
+import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -37,15 +37,8 @@ import sqlalchemy as sa
 from migrate import __version__
 from migrate.amounts import as_decimal
 from migrate.config import Config, WaveConfig, mask_url
-from migrate.db import (
-    MYSQL,
-    POSTGRESQL,
-    create_engine,
-    dialect_of,
-    stream_rows,
-    translate_errors,
-)
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError
+from migrate.legacy_reader import LegacyReader, RawColumns, open_reader
 from migrate.legacy_schema import (
     BY_NAME,
     ENTITIES,
@@ -210,23 +203,22 @@ def run_extract(
     snapshot_dir.mkdir(parents=True)
     started = time.perf_counter()
     started_at = datetime.now(UTC)
-    engine = create_engine(url, read_only=True)
     summaries: list[EntitySummary] = []
     entity_docs: dict[str, Any] = {}
     exception_rows: list[dict[str, Any]] = []
     try:
-        with (
-            translate_errors(url, "extracting from the legacy database"),
-            _snapshot_connection(engine) as conn,
-        ):
+        with open_reader(url) as reader:
+            dialect = reader.dialect.name
             for entity in ENTITIES:
                 extractor = _EntityExtractor(config, profile, entity, wave_config, snapshot_dir)
-                doc, summary, issues = extractor.run(conn, progress)
+                doc, summary, issues = extractor.run(reader, progress)
                 entity_docs[entity.name] = doc
                 summaries.append(summary)
                 exception_rows.extend(issues)
-    finally:
-        engine.dispose()
+    except BaseException:
+        # Without its manifest a partial snapshot proves nothing; free the run id for a retry.
+        shutil.rmtree(snapshot_dir.parent, ignore_errors=True)
+        raise
     exceptions_doc = _write_exceptions(snapshot_dir, exception_rows)
     manifest = {
         "format": SNAPSHOT_FORMAT,
@@ -234,7 +226,7 @@ def run_extract(
         "workspace": git_state(config.root),
         "config_sha256": config.sha256,
         "profile": {"name": profile.name, "sha256": profile.sha256},
-        "source": {"url": mask_url(url), "dialect": engine.dialect.name},
+        "source": {"url": mask_url(url), "dialect": dialect},
         "cutoff": config.extract.cutoff.isoformat(),
         "timezone": config.workspace.timezone,
         "wave": _wave_doc(wave_config),
@@ -256,19 +248,6 @@ def run_extract(
         seconds=seconds,
     )
     return result
-
-
-@contextmanager
-def _snapshot_connection(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One connection and one consistent read for all entities, where the engine offers it."""
-    dialect = dialect_of(engine)
-    options: dict[str, Any] = {"stream_results": True}
-    if dialect in (POSTGRESQL, MYSQL):
-        options["isolation_level"] = "REPEATABLE READ"
-    with engine.connect() as conn:
-        conn = conn.execution_options(**options)
-        with conn.begin():
-            yield conn
 
 
 class _EntityExtractor:
@@ -296,10 +275,10 @@ class _EntityExtractor:
         self.watermark: datetime | None = None
 
     def run(
-        self, conn: sa.Connection, progress: Progress
+        self, reader: LegacyReader, progress: Progress
     ) -> tuple[dict[str, Any], EntitySummary, list[dict[str, Any]]]:
         started = time.perf_counter()
-        source = self._source_totals(conn)
+        source = self._source_totals(reader)
         total_rows = sum(source.rows.values())
         schema = self.entity.arrow_schema()
         issues: list[dict[str, Any]] = []
@@ -308,13 +287,16 @@ class _EntityExtractor:
             _BackgroundWriter(self.path, schema) as writer,
             progress.task(f"extract {self.entity.name}", total_rows) as task,
         ):
-            for raw_rows in stream_rows(conn, self._select(), self.config.extract.chunk_rows):
-                table, chunk_issues, late = self._normalise(raw_rows)
+            chunks = reader.stream(
+                self._select(), self.entity.column_names, self.config.extract.chunk_rows
+            )
+            for count, raw in chunks:
+                table, chunk_issues, late = self._normalise(raw)
                 writer.write(table)
                 rows += table.num_rows
                 after_cutoff += late
                 issues.extend(chunk_issues)
-                task.advance(len(raw_rows))
+                task.advance(count)
         reconciled, differences = self._reconcile(source)
         groups = self.entity.total_groups
         doc = {
@@ -371,7 +353,7 @@ class _EntityExtractor:
             select = select.where(condition)
         return select.order_by(src.c[self.entity.key])
 
-    def _source_totals(self, conn: sa.Connection) -> _Totals:
+    def _source_totals(self, reader: LegacyReader) -> _Totals:
         """Row counts and exact micro-unit sums computed by the legacy database itself."""
         src = self._source(self.entity, "src")
         groups = [src.c[g] for g in self.entity.total_groups]
@@ -387,15 +369,15 @@ class _EntityExtractor:
         if groups:
             select = select.group_by(*groups)
         totals = _Totals()
-        for row in conn.execute(select).all():
+        for row in reader.rows(select):
             key = tuple(None if v is None else str(v) for v in row[: len(groups)])
-            amounts = row[len(groups) + 1 :]
+            count, amounts = row[len(groups)], row[len(groups) + 1 :]
             micro = {
                 name: self._source_micro(name, key, value)
                 for name, value in zip(self.entity.total_amounts, amounts, strict=True)
             }
-            if row.rows:
-                totals.add(key, int(row.rows), micro)
+            if count:
+                totals.add(key, int(count), micro)
         return totals
 
     def _source_micro(self, name: str, key: GroupKey, value: object) -> int:
@@ -411,13 +393,8 @@ class _EntityExtractor:
 
     # -- chunks -------------------------------------------------------------------------------
 
-    def _normalise(self, raw_rows: Sequence[Any]) -> tuple[pa.Table, list[dict[str, Any]], int]:
-        names = self.entity.column_names
-        columns: list[tuple[Any, ...]] = (
-            list(zip(*raw_rows, strict=True)) if raw_rows else [()] * len(names)
-        )
-        raw = dict(zip(names, columns, strict=True))
-        exponents, unknown_currency = self._exponents(raw, len(raw_rows))
+    def _normalise(self, raw: RawColumns) -> tuple[pa.Table, list[dict[str, Any]], int]:
+        exponents, unknown_currency = self._exponents(raw)
         arrays: list[pa.Array] = []
         issues: list[Issue] = []
         for column in self.entity.columns:
@@ -450,13 +427,14 @@ class _EntityExtractor:
         self._account_totals(table, self.kept, raw, issues)
         return table, [self._exception_row(table, i) for i in issues], late
 
-    def _exponents(self, raw: dict[str, tuple[Any, ...]], count: int) -> tuple[Any, list[int]]:
+    def _exponents(self, raw: RawColumns) -> tuple[Any, list[int]]:
         if "currency" in raw:
             exps, unknown = currency_exponents(raw["currency"])
             return exps, unknown
         if self.entity.name == "bonuses":
             default, _ = currency_exponents([self.config.workspace.default_currency])
-            per_row = [bonus_exponent(str(k), int(default[0])) for k in raw["kind"]]
+            kinds = _python_values(raw["kind"])
+            per_row = [bonus_exponent(str(k), int(default[0])) for k in kinds]
             return np.array(per_row, dtype=np.int64), []
         return None, []
 
@@ -491,7 +469,7 @@ class _EntityExtractor:
         self,
         table: pa.Table,
         totals: _Totals,
-        raw: dict[str, tuple[Any, ...]],
+        raw: RawColumns,
         issues: list[Issue],
     ) -> None:
         groups = list(self.entity.total_groups)
@@ -518,7 +496,7 @@ class _EntityExtractor:
     def _account_withheld(
         self,
         table: pa.Table,
-        raw: dict[str, tuple[Any, ...]],
+        raw: RawColumns,
         issues: list[Issue],
         groups: list[str],
     ) -> None:
@@ -526,7 +504,7 @@ class _EntityExtractor:
         for issue in issues:
             if issue.reason not in _WITHHELD or issue.column not in self.entity.total_amounts:
                 continue
-            value = as_decimal(raw[issue.column][issue.index])
+            value = as_decimal(_python_value(raw[issue.column], issue.index))
             if value is None:
                 continue
             key = tuple(table.column(g)[issue.index].as_py() for g in groups)
@@ -624,12 +602,12 @@ def _withhold_unknown_currency(
     array: pa.Array,
     issues: list[Issue],
     unknown: list[int],
-    raw: dict[str, tuple[Any, ...]],
+    raw: RawColumns,
 ) -> tuple[pa.Array, list[Issue]]:
     values = array.to_pylist()
     for index in unknown:
         values[index] = None
-        currency = raw["currency"][index]
+        currency = _python_value(raw["currency"], index)
         issues = [i for i in issues if i.index != index]
         issues.append(
             Issue(index, column, ReasonCode.CURRENCY_UNKNOWN, f"currency {currency!r} is unknown")
@@ -637,8 +615,22 @@ def _withhold_unknown_currency(
     return pa.array(values, type=pa.int64()), sorted(issues, key=lambda i: i.index)
 
 
-def _take_raw(raw: dict[str, tuple[Any, ...]], keep: list[int]) -> dict[str, tuple[Any, ...]]:
-    return {name: tuple(values[i] for i in keep) for name, values in raw.items()}
+def _take_raw(raw: RawColumns, keep: list[int]) -> RawColumns:
+    taken: RawColumns = {}
+    for name, values in raw.items():
+        if isinstance(values, pa.Array):
+            taken[name] = values.take(pa.array(keep, type=pa.int64()))
+        else:
+            taken[name] = tuple(values[i] for i in keep)
+    return taken
+
+
+def _python_value(values: Sequence[Any] | pa.Array, index: int) -> Any:
+    return values[index].as_py() if isinstance(values, pa.Array) else values[index]
+
+
+def _python_values(values: Sequence[Any] | pa.Array) -> Sequence[Any]:
+    return values.to_pylist() if isinstance(values, pa.Array) else values
 
 
 def _reindex(issues: list[Issue], kept: list[int]) -> list[Issue]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeAlias
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -48,10 +49,16 @@ class ColumnContext:
     """Per-row decimal places for money (from the row's currency)."""
 
 
+RawColumn: TypeAlias = Sequence[object] | pa.Array
+"""A column as the driver gave it: Python values, or Arrow text (PostgreSQL's COPY stream)."""
+
+
 def normalise_column(
-    column: Column, values: Sequence[object], ctx: ColumnContext
+    column: Column, values: RawColumn, ctx: ColumnContext
 ) -> tuple[pa.Array, list[Issue]]:
     """One reference column's raw values as an Arrow array of its snapshot type, plus issues."""
+    if isinstance(values, pa.Array) and column.kind in (Kind.BOOL,):
+        values = values.to_pylist()
     if column.kind in (Kind.MONEY, Kind.QUANTITY):
         return _money(column, values, ctx)
     if column.kind in (Kind.DATE, Kind.TIMESTAMP):
@@ -63,9 +70,11 @@ def normalise_column(
     return _text(values), []
 
 
-def currency_exponents(currencies: Sequence[object]) -> tuple[npt.NDArray[np.int64], list[int]]:
+def currency_exponents(currencies: RawColumn) -> tuple[npt.NDArray[np.int64], list[int]]:
     """Exponent per row and the positions whose currency is unknown (they get 2 and an issue)."""
-    encoded = pa.array(currencies, type=pa.string()).dictionary_encode()
+    if not isinstance(currencies, pa.Array):
+        currencies = pa.array(currencies, type=pa.string())
+    encoded = currencies.dictionary_encode()
     by_code = [
         CURRENCY_EXPONENTS.get(code.strip().upper(), -1) if code else -1
         for code in encoded.dictionary.to_pylist()
@@ -78,9 +87,7 @@ def currency_exponents(currencies: Sequence[object]) -> tuple[npt.NDArray[np.int
     return exps, [int(i) for i in unknown]
 
 
-def _money(
-    column: Column, values: Sequence[object], ctx: ColumnContext
-) -> tuple[pa.Array, list[Issue]]:
+def _money(column: Column, values: RawColumn, ctx: ColumnContext) -> tuple[pa.Array, list[Issue]]:
     exps = 0 if ctx.minor_units else (ctx.exponents if ctx.exponents is not None else 2)
     converted = to_minor(values, exps)
     issues = [
@@ -90,7 +97,9 @@ def _money(
     return array, issues
 
 
-def _text(values: Sequence[object]) -> pa.Array:
+def _text(values: RawColumn) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values.cast(pa.string())
     try:
         return pa.array(values, type=pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -105,11 +114,14 @@ def _as_text(value: object) -> str | None:
     return str(value)
 
 
-def _integers(column: Column, values: Sequence[object]) -> tuple[pa.Array, list[Issue]]:
+def _integers(column: Column, values: RawColumn) -> tuple[pa.Array, list[Issue]]:
     try:
+        if isinstance(values, pa.Array):
+            return values.cast(pa.int64()), []
         return pa.array(values, type=pa.int64()), []
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        pass
+        if isinstance(values, pa.Array):
+            values = values.to_pylist()
     out: list[int | None] = []
     issues: list[Issue] = []
     for i, value in enumerate(values):
@@ -158,20 +170,25 @@ def _booleans(column: Column, values: Sequence[object]) -> tuple[pa.Array, list[
 
 
 def _temporal(
-    column: Column, values: Sequence[object], ctx: ColumnContext
+    column: Column, values: RawColumn, ctx: ColumnContext
 ) -> tuple[pa.Array, list[Issue]]:
     """Dates and timestamps, vectorised: native values as they are, text parsed strictly."""
-    first = next((v for v in values if v is not None), None)
-    aware = isinstance(first, datetime) and first.tzinfo is not None
-    if not isinstance(first, str | bytes) and not aware:
+    if isinstance(values, pa.Array) and pa.types.is_temporal(values.type):
+        return _arrow_temporal(values, column.arrow_type, ctx.zone), []
+    if isinstance(values, pa.Array):
+        texts = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    else:
+        first = next((v for v in values if v is not None), None)
+        aware = isinstance(first, datetime) and first.tzinfo is not None
+        if not isinstance(first, str | bytes) and not aware:
+            try:
+                return pa.array(values, type=column.arrow_type), []
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
         try:
-            return pa.array(values, type=column.arrow_type), []
+            texts = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass
-    try:
-        texts = pc.utf8_trim_whitespace(pa.array(values, type=pa.string()))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return _temporal_mixed(column, values, ctx)
+            return _temporal_mixed(column, values, ctx)
     texts = pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
     parsed = _parse_texts(texts, column.arrow_type, ctx.fmt)
     failed = pc.and_(pc.is_valid(texts), pc.is_null(parsed))
@@ -180,6 +197,15 @@ def _temporal(
         for i in pc.indices_nonzero(failed).to_pylist()
     ]
     return parsed, issues
+
+
+def _arrow_temporal(values: pa.Array, arrow_type: pa.DataType, zone: ZoneInfo) -> pa.Array:
+    """Typed Arrow dates/times in operator local time, naive (ADBC delivers these)."""
+    if pa.types.is_timestamp(values.type) and values.type.tz is not None:
+        values = pc.local_timestamp(values.cast(pa.timestamp("us", tz=zone.key)))
+    if pa.types.is_timestamp(values.type):
+        values = values.cast(pa.timestamp("us"))
+    return values.cast(arrow_type)
 
 
 def _parse_texts(texts: pa.Array, arrow_type: pa.DataType, fmt: str | None) -> pa.Array:
