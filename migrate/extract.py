@@ -288,7 +288,10 @@ class _EntityExtractor:
             progress.task(f"extract {self.entity.name}", total_rows) as task,
         ):
             chunks = reader.stream(
-                self._select(), self.entity.column_names, self.config.extract.chunk_rows
+                self._select(),
+                self.entity.column_names,
+                self.entity.key,
+                self.config.extract.chunk_rows,
             )
             for count, raw in chunks:
                 table, chunk_issues, late = self._normalise(raw)

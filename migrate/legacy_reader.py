@@ -18,6 +18,7 @@ engine), and both turn driver failures into a one-line, password-free :class:`So
 
 from __future__ import annotations
 
+import importlib
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from migrate.config import mask_url, scrub
-from migrate.db import MYSQL, POSTGRESQL, create_engine, normalise_url, translate_errors
+from migrate.db import MYSQL, POSTGRESQL, SQLITE, create_engine, normalise_url, translate_errors
 from migrate.errors import SourceError
 
 RawColumns: TypeAlias = dict[str, Sequence[Any] | pa.Array]
@@ -45,9 +46,12 @@ class LegacyReader(Protocol):
         """All rows of a small query (control totals)."""
 
     def stream(
-        self, statement: sa.Select[Any], names: Sequence[str], chunk_rows: int
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
     ) -> Iterator[tuple[int, RawColumns]]:
-        """``(rows, columns)`` chunks of exactly ``chunk_rows`` rows (the last may be short)."""
+        """``(rows, columns)`` chunks of exactly ``chunk_rows`` rows (the last may be short).
+
+        ``statement`` must be ordered by ``key``.
+        """
 
     def execute(self, sql: str) -> None:
         """Run raw SQL on the reading connection (tests use it to prove writes fail)."""
@@ -56,8 +60,13 @@ class LegacyReader(Protocol):
 @contextmanager
 def open_reader(url: str) -> Iterator[LegacyReader]:
     """The fastest correct reader for ``url``, open for the duration of the block."""
-    if normalise_url(url).get_backend_name() == POSTGRESQL and _adbc_available():
+    backend = normalise_url(url).get_backend_name()
+    if backend == POSTGRESQL and _available("adbc_driver_postgresql.dbapi"):
         with _AdbcPostgresReader.open(url) as reader:
+            yield reader
+        return
+    if backend == SQLITE and _available("adbc_driver_sqlite.dbapi"):
+        with _AdbcSqliteReader.open(url) as reader:
             yield reader
         return
     with _SqlAlchemyReader.open(url) as reader:
@@ -69,9 +78,9 @@ def compile_sql(statement: sa.Select[Any], dialect: Dialect) -> str:
     return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _adbc_available() -> bool:
+def _available(module: str) -> bool:
     try:
-        import adbc_driver_postgresql.dbapi  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True
@@ -84,7 +93,7 @@ class _SqlAlchemyReader:
 
     @classmethod
     @contextmanager
-    def open(cls, url: str) -> Iterator[_SqlAlchemyReader]:
+    def open(cls, url: str) -> Iterator[Any]:
         engine = create_engine(url, read_only=True)
         options: dict[str, Any] = {}
         if engine.dialect.name in (POSTGRESQL, MYSQL):
@@ -103,8 +112,9 @@ class _SqlAlchemyReader:
         return [tuple(row) for row in self._conn.execute(statement).all()]
 
     def stream(
-        self, statement: sa.Select[Any], names: Sequence[str], chunk_rows: int
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
     ) -> Iterator[tuple[int, RawColumns]]:
+        del key  # the driver cursor streams in the statement's own order
         raw = self._conn.connection.driver_connection
         if raw is None:
             raise SourceError("the legacy connection has no driver connection")
@@ -157,8 +167,9 @@ class _AdbcPostgresReader:
             return [tuple(row) for row in cursor.fetchall()]
 
     def stream(
-        self, statement: sa.Select[Any], names: Sequence[str], chunk_rows: int
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
     ) -> Iterator[tuple[int, RawColumns]]:
+        del key
         with _translate_adbc(self._url), self._conn.cursor() as cursor:
             cursor.execute(compile_sql(statement, self.dialect))
             yield from rebatch(cursor.fetch_record_batch(), names, chunk_rows)
@@ -166,6 +177,62 @@ class _AdbcPostgresReader:
     def execute(self, sql: str) -> None:
         with _translate_adbc(self._url), self._conn.cursor() as cursor:
             cursor.execute(sql)
+
+
+class _AdbcSqliteReader(_SqlAlchemyReader):
+    """SQLite through ADBC's Arrow reader, resuming on the driver cursor when types wobble.
+
+    ADBC infers each column's type from the first rows and stops at a value of another type
+    (an INTEGER column that later holds a REAL, text in a numeric column), which SQLite's
+    loose typing allows. The stream then resumes with the stdlib cursor after the last key
+    it already delivered, so callers see one seamless, key-ordered stream either way.
+    Totals and raw statements use the SQLAlchemy read-only connection of the base class.
+    """
+
+    def __init__(self, conn: sa.Connection, adbc_conn: Any, url: str) -> None:
+        super().__init__(conn)
+        self._adbc = adbc_conn
+        self._url = url
+
+    @classmethod
+    @contextmanager
+    def open(cls, url: str) -> Iterator[Any]:
+        import adbc_driver_sqlite.dbapi as adbc
+
+        path = normalise_url(url).database or ""
+        with _SqlAlchemyReader.open(url) as base, _translate_adbc(url):
+            adbc_conn = adbc.connect(f"file:{path}?mode=ro")
+            try:
+                yield cls(base._conn, adbc_conn, url)
+            finally:
+                adbc_conn.close()
+
+    def stream(
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
+    ) -> Iterator[tuple[int, RawColumns]]:
+        import adbc_driver_manager
+
+        last: object = None
+        try:
+            with self._adbc.cursor() as cursor:
+                cursor.execute(compile_sql(statement, self.dialect))
+                for count, columns in rebatch(cursor.fetch_record_batch(), names, chunk_rows):
+                    yield count, columns
+                    last = _last_key(columns[key])
+                return
+        except (adbc_driver_manager.Error, OSError) as exc:
+            # The mismatch surfaces from Arrow's batch reader as an OSError, not as ADBC's own.
+            if "type mismatch" not in str(exc).lower():
+                raise _source_error(self._url, exc) from exc
+        rest = (
+            statement if last is None else statement.where(statement.selected_columns[key] > last)
+        )
+        yield from super().stream(rest, names, key, chunk_rows)
+
+
+def _last_key(column: Sequence[Any] | pa.Array) -> object:
+    value = column[len(column) - 1]
+    return value.as_py() if isinstance(value, pa.Scalar) else value
 
 
 def _libpq_uri(url: str, options: str) -> str:
@@ -184,11 +251,15 @@ def _translate_adbc(url: str) -> Iterator[None]:
     try:
         yield
     except adbc_driver_manager.Error as exc:
-        detail = str(exc).replace("\n", " ").strip()
-        raise SourceError(
-            scrub(f"{WHAT} failed on {mask_url(url)}: {detail}", url),
-            hint="check the server, the credentials in BILLMIG_SOURCE_URL and the profile SQL",
-        ) from exc
+        raise _source_error(url, exc) from exc
+
+
+def _source_error(url: str, exc: Exception) -> SourceError:
+    detail = str(exc).replace("\n", " ").strip()
+    return SourceError(
+        scrub(f"{WHAT} failed on {mask_url(url)}: {detail}", url),
+        hint="check the server, the credentials in BILLMIG_SOURCE_URL and the profile SQL",
+    )
 
 
 def rebatch(

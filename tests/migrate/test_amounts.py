@@ -64,3 +64,29 @@ def test_a_third_decimal_is_always_a_precision_exception(minor: int, extra: int)
     converted = to_minor([as_text, float(as_text)], 2)
     assert not converted.valid.any()
     assert [i.reason for i in converted.issues] == [ReasonCode.AMOUNT_PRECISION] * 2
+
+
+@given(
+    st.lists(
+        st.decimals(
+            min_value=Decimal("-1e11"), max_value=Decimal("1e11"), places=12, allow_nan=False
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_bulk_paths_agree_with_the_exact_one_value_path(values: list[Decimal]) -> None:
+    """Decimals (MariaDB), decimal text (PostgreSQL via ADBC) and one-by-one all agree."""
+    import pyarrow as pa
+
+    from migrate.amounts import _convert_one
+
+    expected = [_convert_one(v, 2, i) for i, v in enumerate(values)]
+    for bulk in (values, [str(v) for v in values], pa.array([str(v) for v in values])):
+        converted = to_minor(bulk, 2)
+        issues = {i.index: i.reason for i in converted.issues}
+        for index, (amount, issue) in enumerate(expected):
+            assert converted.valid[index] == (amount is not None)
+            if amount is not None:
+                assert converted.minor[index] == amount
+            assert issues.get(index) == (issue.reason if issue else None)

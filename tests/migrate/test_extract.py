@@ -225,3 +225,35 @@ def test_missing_cutoff_and_reused_run_id_are_refused(
     toml.write_text(toml.read_text().replace("cutoff = 2016-07-01T00:00:00", ""))
     with pytest.raises(ConfigError, match="cutoff"):
         run_extract(config_for(workspace, sqlite_url), run_id="nocut")
+
+
+def test_sqlite_type_wobble_resumes_on_the_cursor_with_identical_bytes(
+    sqlite_url: str, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADBC infers INT64 from the first rows and stops at a REAL; the stream must not notice."""
+    import migrate.legacy_reader as legacy_reader
+
+    _synth(sqlite_url, tmp_path)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        first = conn.execute(sa.text("SELECT MIN(account_no) FROM accounts")).scalar()
+        conn.execute(
+            sa.text("UPDATE accounts SET balance = ROUND(balance) WHERE account_no < :edge"),
+            {"edge": str(int(first) + 1200)},
+        )
+        conn.execute(
+            sa.text("UPDATE accounts SET balance = 10.5 WHERE account_no = :late"),
+            {"late": str(int(first) + 1300)},
+        )
+    engine.dispose()
+    config = config_for(workspace, sqlite_url, BILLMIG_EXTRACT__CHUNK_ROWS="500")
+    resumed = run_extract(config, run_id="adbc")
+    original = legacy_reader._available
+    monkeypatch.setattr(
+        legacy_reader, "_available", lambda m: m != "adbc_driver_sqlite.dbapi" and original(m)
+    )
+    cursor_only = run_extract(config, run_id="cursor")
+    assert resumed.reconciled and cursor_only.reconciled
+    assert file_hashes(resumed.snapshot_dir) == file_hashes(cursor_only.snapshot_dir)
+    balances = pq.read_table(resumed.snapshot_dir / "accounts.parquet", columns=["balance_minor"])
+    assert 1050 in balances.column(0).to_pylist()
