@@ -60,9 +60,9 @@ def cli(
 @cli.command()
 @click.option(
     "--url",
-    envvar="BILLMIG_SOURCE_URL",
     required=True,
-    help="Legacy database to create (default: $BILLMIG_SOURCE_URL).",
+    help="Database to create the synthetic legacy tables in. Deliberately never taken from "
+    "BILLMIG_SOURCE_URL: with --replace it drops tables.",
 )
 @click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)

@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -163,7 +163,7 @@ class ExtractResult:
             "manifest_sha256": self.manifest_sha256,
             "reconciled": self.reconciled,
             "seconds": round(self.seconds, 3),
-            "entities": [e.__dict__ for e in self.entities],
+            "entities": [asdict(e) for e in self.entities],
             "exceptions_by_reason": self.exceptions_by_reason,
         }
 
