@@ -14,6 +14,7 @@ took go to ``run.json``.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import queue
@@ -203,43 +204,40 @@ def run_extract(
     snapshot_dir.mkdir(parents=True)
     started = time.perf_counter()
     started_at = datetime.now(UTC)
-    summaries: list[EntitySummary] = []
-    entity_docs: dict[str, Any] = {}
-    exception_rows: list[dict[str, Any]] = []
     try:
-        with open_reader(url) as reader:
-            dialect = reader.dialect.name
-            for entity in ENTITIES:
-                extractor = _EntityExtractor(config, profile, entity, wave_config, snapshot_dir)
-                doc, summary, issues = extractor.run(reader, progress)
-                entity_docs[entity.name] = doc
-                summaries.append(summary)
-                exception_rows.extend(issues)
+        dialect, docs, summaries, exception_rows = _extract_entities(
+            url, config, profile, wave_config, snapshot_dir, progress
+        )
     except BaseException:
-        # Without its manifest a partial snapshot proves nothing; free the run id for a retry.
-        shutil.rmtree(snapshot_dir.parent, ignore_errors=True)
+        # Without its manifest a partial snapshot proves nothing: remove it (and the run
+        # directory if extract created it for nothing else) so the run id can be retried.
+        shutil.rmtree(snapshot_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            snapshot_dir.parent.rmdir()
         raise
     exceptions_doc = _write_exceptions(snapshot_dir, exception_rows)
-    manifest = {
-        "format": SNAPSHOT_FORMAT,
-        "tool_version": __version__,
-        "workspace": git_state(config.root),
-        "config_sha256": config.sha256,
-        "profile": {"name": profile.name, "sha256": profile.sha256},
-        "source": {"url": mask_url(url), "dialect": dialect},
-        "cutoff": config.extract.cutoff.isoformat(),
-        "timezone": config.workspace.timezone,
-        "wave": _wave_doc(wave_config),
-        "chunk_rows": config.extract.chunk_rows,
-        "entities": entity_docs,
-        "exceptions": exceptions_doc,
-        "reconciled": all(s.reconciled for s in summaries),
-    }
     manifest_path = snapshot_dir / "manifest.json"
-    write_json(manifest_path, manifest)
+    write_json(
+        manifest_path,
+        {
+            "format": SNAPSHOT_FORMAT,
+            "tool_version": __version__,
+            "workspace": git_state(config.root),
+            "config_sha256": config.sha256,
+            "profile": {"name": profile.name, "sha256": profile.sha256},
+            "source": {"url": mask_url(url), "dialect": dialect},
+            "cutoff": config.extract.cutoff.isoformat(),
+            "timezone": config.workspace.timezone,
+            "wave": _wave_doc(wave_config),
+            "chunk_rows": config.extract.chunk_rows,
+            "entities": docs,
+            "exceptions": exceptions_doc,
+            "reconciled": all(s.reconciled for s in summaries),
+        },
+    )
     seconds = time.perf_counter() - started
     _write_run_record(config, run_id, started_at, seconds, summaries)
-    result = ExtractResult(
+    return ExtractResult(
         run_id=run_id,
         snapshot_dir=snapshot_dir,
         manifest_sha256=sha256_file(manifest_path),
@@ -247,7 +245,28 @@ def run_extract(
         exceptions_by_reason=exceptions_doc["by_reason"],
         seconds=seconds,
     )
-    return result
+
+
+def _extract_entities(
+    url: str,
+    config: Config,
+    profile: SourceProfile,
+    wave: WaveConfig | None,
+    snapshot_dir: Path,
+    progress: Progress,
+) -> tuple[str, dict[str, Any], list[EntitySummary], list[dict[str, Any]]]:
+    """Every entity through one reader: dialect, manifest sections, summaries, exceptions."""
+    docs: dict[str, Any] = {}
+    summaries: list[EntitySummary] = []
+    exception_rows: list[dict[str, Any]] = []
+    with open_reader(url) as reader:
+        for entity in ENTITIES:
+            extractor = _EntityExtractor(config, profile, entity, wave, snapshot_dir)
+            doc, summary, issues = extractor.run(reader, progress)
+            docs[entity.name] = doc
+            summaries.append(summary)
+            exception_rows.extend(issues)
+        return reader.dialect.name, docs, summaries, exception_rows
 
 
 class _EntityExtractor:

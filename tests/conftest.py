@@ -46,30 +46,37 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'legacy.sqlite'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    admin = _admin(PG_ADMIN_URL, "PostgreSQL on 127.0.0.1:5432")
+def _fresh_database(admin_url: str, what: str, create: str, drop: str) -> Iterator[str]:
+    """A new database on a server, yielded as a URL and dropped afterwards."""
+    admin = _admin(admin_url, what)
     name = f"billmig_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        conn.execute(sa.text(create.format(name=name)))
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     yield url
     with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(drop.format(name=name)))
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _fresh_database(
+        PG_ADMIN_URL,
+        "PostgreSQL on 127.0.0.1:5432",
+        "CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0",
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+    )
 
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
-    admin = _admin(MARIADB_ADMIN_URL, "MariaDB on 127.0.0.1:3306")
-    name = f"billmig_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    url = sa.make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-    admin.dispose()
+    yield from _fresh_database(
+        MARIADB_ADMIN_URL,
+        "MariaDB on 127.0.0.1:3306",
+        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+        "DROP DATABASE IF EXISTS `{name}`",
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

@@ -211,6 +211,8 @@ def test_broken_profile_query_names_the_problem(
     config = config_for(workspace, sqlite_url, BILLMIG_SOURCE__PROFILE=str(broken))
     with pytest.raises(SourceError, match="bonus_typo"):
         run_extract(config, run_id="broken")
+    assert not (config.runs_path / "broken").exists()  # no half-written snapshot left behind
+    assert run_extract(config_for(workspace, sqlite_url), run_id="broken").reconciled
 
 
 def test_missing_cutoff_and_reused_run_id_are_refused(

@@ -17,6 +17,14 @@ from migrate.synth.generate import check_digit
 ACCOUNTS = 3_000
 
 
+def _query(url: str, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(sa.text(sql))]
+    engine.dispose()
+    return rows
+
+
 def _dump(url: str) -> str:
     """A hash of every legacy table's rows in key order."""
     digest = hashlib.sha256()
@@ -72,9 +80,7 @@ def test_every_planted_code_is_listed_with_its_keys(legacy: tuple[str, dict]) ->
 
 def test_national_ids_are_unique_and_valid_unless_planted(legacy: tuple[str, dict]) -> None:  # type: ignore[type-arg]
     url, planted = legacy
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT client_id, national_id FROM clients")).all()
+    rows = _query(url, "SELECT client_id, national_id FROM clients")
     invalid = set(planted["planted"]["INVALID_NATIONAL_ID"]["clients"])
     duplicates = set(planted["planted"]["DUPLICATE_CLIENT"]["clients"])
     for client_id, national_id in rows:
@@ -87,9 +93,7 @@ def test_national_ids_are_unique_and_valid_unless_planted(legacy: tuple[str, dic
 
 def test_msisdns_are_unique_except_planted_duplicates(legacy: tuple[str, dict]) -> None:  # type: ignore[type-arg]
     url, planted = legacy
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text('SELECT iccid, msisdn FROM "lines"')).all()
+    rows = _query(url, 'SELECT iccid, msisdn FROM "lines"')
     planted_dupes = set(planted["planted"]["DUPLICATE_MSISDN"]["lines"])
     seen: dict[str, list[str]] = {}
     for iccid, msisdn in rows:
@@ -100,18 +104,14 @@ def test_msisdns_are_unique_except_planted_duplicates(legacy: tuple[str, dict]) 
 
 def test_names_are_cyrillic_with_every_kazakh_letter(legacy: tuple[str, dict]) -> None:  # type: ignore[type-arg]
     url, _ = legacy
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        names = "".join(r[0] for r in conn.execute(sa.text("SELECT name FROM clients")))
+    names = "".join(r[0] for r in _query(url, "SELECT name FROM clients"))
     assert set("ӘҒҚҢӨҰҮҺІәғқңөұүһі") & set(names) >= set("ӘҒҚӨҰҮІ")
     assert all(letter in names for letter in "ңһ")
 
 
 def test_tariff_catalogue_has_the_seed_plans(legacy: tuple[str, dict]) -> None:  # type: ignore[type-arg]
     url, _ = legacy
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        names = {r[0] for r in conn.execute(sa.text("SELECT name FROM tariffs"))}
+    names = {r[0] for r in _query(url, "SELECT name FROM tariffs")}
     assert {"Алга", "Престиж", "Престиж+", "Мобильный Круг"} <= names
 
 
