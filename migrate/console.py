@@ -44,6 +44,8 @@ class Renderable(Protocol):
 class _RowsPerSecond(ProgressColumn):
     def render(self, task: RichTask) -> Text:
         speed = task.finished_speed or task.speed
+        if not speed and task.elapsed:  # finished between two refreshes
+            speed = task.completed / task.elapsed
         return Text(f"{speed:,.0f} rows/s" if speed else "— rows/s", style="cyan")
 
 
