@@ -280,7 +280,8 @@ class Generator:
         damaged = self._is(codes, ReasonCode.ENCODING_DAMAGE)
         names[damaged] = [s.encode("utf-8").decode("latin-1") for s in names[damaged].tolist()]
         duplicate = self._is(codes, ReasonCode.DUPLICATE_CLIENT)
-        partners = _clean_partners(rng, (codes == -1) & ~corporate, duplicate)
+        # The earliest client survives a merge, so the partner must have a lower client id.
+        partners = _earlier_partners(rng, (codes == -1) & ~corporate, duplicate)
         national_id[duplicate] = national_id[partners]
         names[duplicate] = names[partners]
         client_id = accounts["client_id"]
@@ -797,6 +798,18 @@ def _clean_partners(
     if k == 0:
         return np.zeros(0, dtype=np.int64)
     return np.asarray(rng.choice(clean, size=k, replace=False), dtype=np.int64)
+
+
+def _earlier_partners(
+    rng: np.random.Generator, eligible: npt.NDArray[np.bool_], needs: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int64]:
+    """For each account in ``needs``, an ``eligible`` account with a lower position."""
+    clean = np.flatnonzero(eligible)
+    wanting = np.flatnonzero(needs)
+    lower = np.searchsorted(clean, wanting)  # how many clean accounts precede each
+    if (lower == 0).any():
+        raise AssertionError("a planted duplicate client has no earlier clean client")
+    return np.asarray(clean[(rng.random(len(wanting)) * lower).astype(np.int64)], dtype=np.int64)
 
 
 def _format_minor(minor: Array) -> Array:
