@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -436,17 +436,19 @@ class _EntityExtractor:
         table = pa.Table.from_arrays(arrays, schema=self.entity.arrow_schema())
         self._check_order(table)
         keep = self._cutoff_mask(table)
-        late = 0
-        if keep is not None:
-            late = len(keep) - int(pc.sum(keep).as_py() or 0)
-            self._account_totals(table.filter(pc.invert(keep)), self.after, raw, [])
-            kept_index = set(pc.indices_nonzero(keep).to_pylist()) if late else None
-            if kept_index is not None:
-                issues = [i for i in issues if i.index in kept_index]
-                raw = _take_raw(raw, sorted(kept_index))
-                table = table.filter(keep)
-                issues = _reindex(issues, sorted(kept_index))
-        self._account_totals(table, self.kept, raw, issues)
+        late = 0 if keep is None else len(keep) - int(pc.sum(keep).as_py() or 0)
+        if late:
+            kept = pc.indices_nonzero(keep).to_numpy()
+            late_rows = pc.invert(keep)
+            self._account_totals(
+                table.filter(late_rows), self.after, raw, [], _take(exponents, late_rows)
+            )
+            position = {int(old): new for new, old in enumerate(kept)}
+            issues = [replace(i, index=position[i.index]) for i in issues if i.index in position]
+            raw = _take_raw(raw, kept.tolist())
+            table = table.filter(keep)
+            exponents = _take(exponents, keep)
+        self._account_totals(table, self.kept, raw, issues, exponents)
         return table, [self._exception_row(table, i) for i in issues], late
 
     def _exponents(self, raw: RawColumns) -> tuple[Any, list[int]]:
@@ -493,13 +495,14 @@ class _EntityExtractor:
         totals: _Totals,
         raw: RawColumns,
         issues: list[Issue],
+        exps: Any,
     ) -> None:
+        """Add ``table``'s row counts and micro-unit sums, ``exps`` being each row's exponent."""
         groups = list(self.entity.total_groups)
         amounts = list(self.entity.total_amounts)
         if table.num_rows == 0:
             return
         scaled = {}
-        exps = self._row_exponents(table) if amounts else None
         for name in amounts:
             minor = table.column(self.entity.column(name).snapshot_name)
             scale = pc.power(pa.scalar(10, pa.int64()), pc.subtract(MICRO, exps))
@@ -535,14 +538,6 @@ class _EntityExtractor:
             if issue.column in self.query.minor_units:
                 micro *= 10 ** (MICRO - self._group_exponent(key))
             self.withheld.add(key, 0, {issue.column: micro})
-
-    def _row_exponents(self, table: pa.Table) -> pa.Array:
-        if "currency" in self.entity.column_names:
-            exps, _ = currency_exponents(table.column("currency").to_pylist())
-            return pa.array(exps, type=pa.int64())
-        default, _ = currency_exponents([self.config.workspace.default_currency])
-        kinds = table.column("kind").to_pylist()
-        return pa.array([bonus_exponent(str(k), int(default[0])) for k in kinds], pa.int64())
 
     def _reconcile(self, source: _Totals) -> tuple[bool, list[dict[str, Any]]]:
         differences = []
@@ -655,9 +650,11 @@ def _python_values(values: Sequence[Any] | pa.Array) -> Sequence[Any]:
     return values.to_pylist() if isinstance(values, pa.Array) else values
 
 
-def _reindex(issues: list[Issue], kept: list[int]) -> list[Issue]:
-    position = {old: new for new, old in enumerate(kept)}
-    return [Issue(position[i.index], i.column, i.reason, i.detail, i.amount_minor) for i in issues]
+def _take(exponents: Any, mask: Any) -> Any:
+    """The exponents of the rows ``mask`` selects (None stays None: no money in the entity)."""
+    if exponents is None:
+        return None
+    return exponents[np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))]
 
 
 def _write_exceptions(snapshot_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:

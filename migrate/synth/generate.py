@@ -304,7 +304,6 @@ class Generator:
         n = len(accounts["account_no"])
         corporate = accounts["_corporate"]
         postpaid = accounts["payment_type"] == "credit"
-        self._active_clean = (codes == -1) & (accounts["status"] == "active")
         extra = np.where(
             corporate, rng.integers(0, 5, n), np.where(postpaid, rng.integers(0, 2, n), 0)
         )
@@ -353,7 +352,8 @@ class Generator:
             "_owner": owner,
             "_corporate": corporate[owner],
         }
-        self._plant_line_codes(rng, lines, first_line, codes, chunk)
+        active_clean = (codes == -1) & (accounts["status"] == "active")
+        self._plant_line_codes(rng, lines, first_line, codes, active_clean, chunk)
         return lines, first_line
 
     def _msisdns(self, rng: np.random.Generator, brand: Array) -> Array:
@@ -382,6 +382,7 @@ class Generator:
         lines: dict[str, Array],
         first_line: Array,
         codes: Array,
+        active_clean: npt.NDArray[np.bool_],
         chunk: Chunk,
     ) -> None:
         def first(code: ReasonCode) -> Array:
@@ -398,7 +399,7 @@ class Generator:
         lines["terminated_at"][inconsistent] = lines["activated_at"][inconsistent] - 3 * DAY
         duplicate = first(ReasonCode.DUPLICATE_MSISDN)
         needs = self._is(codes, ReasonCode.DUPLICATE_MSISDN)
-        partners = first_line[_clean_partners(rng, self._active_clean, needs)]
+        partners = first_line[_clean_partners(rng, active_clean, needs)]
         partners_active = lines["status"][partners] == "active"
         lines["status"][partners] = "active"
         lines["terminated_at"][partners[~partners_active]] = np.datetime64("NaT", "s")
