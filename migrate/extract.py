@@ -438,13 +438,17 @@ class _EntityExtractor:
         keep = self._cutoff_mask(table)
         late = 0 if keep is None else len(keep) - int(pc.sum(keep).as_py() or 0)
         if late:
-            kept = pc.indices_nonzero(keep).to_numpy()
             late_rows = pc.invert(keep)
+            late_index = pc.indices_nonzero(late_rows).to_numpy()
             self._account_totals(
-                table.filter(late_rows), self.after, raw, [], _take(exponents, late_rows)
+                table.filter(late_rows),
+                self.after,
+                _take_raw(raw, late_index.tolist()),
+                _issues_of(issues, late_index),  # withheld values of delta rows count too
+                _take(exponents, late_rows),
             )
-            position = {int(old): new for new, old in enumerate(kept)}
-            issues = [replace(i, index=position[i.index]) for i in issues if i.index in position]
+            kept = pc.indices_nonzero(keep).to_numpy()
+            issues = _issues_of(issues, kept)
             raw = _take_raw(raw, kept.tolist())
             table = table.filter(keep)
             exponents = _take(exponents, keep)
@@ -648,6 +652,12 @@ def _python_value(values: Sequence[Any] | pa.Array, index: int) -> Any:
 
 def _python_values(values: Sequence[Any] | pa.Array) -> Sequence[Any]:
     return values.to_pylist() if isinstance(values, pa.Array) else values
+
+
+def _issues_of(issues: list[Issue], rows: Any) -> list[Issue]:
+    """The issues of the rows at positions ``rows``, re-indexed to those rows' new positions."""
+    position = {int(old): new for new, old in enumerate(rows)}
+    return [replace(i, index=position[i.index]) for i in issues if i.index in position]
 
 
 def _take(exponents: Any, mask: Any) -> Any:

@@ -79,3 +79,24 @@ def test_withheld_amounts_are_explained_in_the_control_totals(ledgerpro: Extract
         {"amount_micro": 12_345_000, "channel": "cash", "currency": "KZT", "rows": 0}
     ]
     assert payments["after_cutoff_totals"][0]["amount_micro"] == 500_000_000
+
+
+def test_an_inexact_amount_after_the_cutoff_still_reconciles(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """A withheld value on a row held out as delta is explained like any other withheld value."""
+    db = tmp_path / "late.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(FIXTURE.read_text(encoding="utf-8"))
+        conn.execute(
+            "INSERT INTO platezh VALUES (507, 700001, '0.005', 'KZT', 'card', "
+            "'03.07.2016 08:00:00', '03.07.2016 08:00:05')"
+        )
+    config = config_for(
+        workspace, f"sqlite:///{db}", BILLMIG_SOURCE__PROFILE="mappings/profiles/ledgerpro.toml"
+    )
+    result = run_extract(config, run_id="late")
+    payments = manifest(result.snapshot_dir)["entities"]["payments"]
+    assert payments["rows_after_cutoff"] == 2
+    assert payments["differences"] == []
+    assert result.reconciled
