@@ -74,6 +74,48 @@ class ExtractConfig:
 
 
 @dataclass(frozen=True)
+class MapConfig:
+    """``[map]``: mapping policies (SPEC §5) and where the mapping tables live."""
+
+    tariffs: str = "mappings/tariffs.csv"
+    """Legacy tariff code → new offering (SPEC §5.4)."""
+    dispositions: str = "mappings/dispositions.csv"
+    """Recorded decisions on exceptions (SPEC §6), versioned with the workspace."""
+    write_off_below_minor: int = 0
+    """Prepaid negative balances below this many minor units are written off; 0 = carry all."""
+    debt_threshold_minor: int = 500
+    """Debts below this (5 KZT) are DEBT_BELOW_THRESHOLD (seed 003's calls over 1 tenge)."""
+    small_debt: str = "flag"
+    """``flag`` (carry it, raise DEBT_BELOW_THRESHOLD) or ``write_off`` (also write it off)."""
+    unconsented: str = "flag"
+    """``flag`` (migrate with consent_state pending) or ``hold`` (leave the line out)."""
+    roaming_lookback_days: int = 30
+    """Roaming charges this many days before the cutoff can explain a negative balance."""
+    bucket_accounts: int = 250_000
+    """Accounts per partition: bounds memory; more accounts mean more partitions, not more RAM."""
+    workers: int = 2
+    """Processes mapping partitions in parallel."""
+
+
+@dataclass(frozen=True)
+class MoneyConfig:
+    """``[money]``: the one rounding step of every computed amount (SPEC §2)."""
+
+    rounding_mode: str = "half_up"
+    """half_up, half_even or floor."""
+    rounding_unit: str = "major"
+    """major (whole currency units, as in the seeds' 1419 KZT) or minor (tiyn)."""
+
+
+_CHOICES = {
+    "small_debt": ("flag", "write_off"),
+    "unconsented": ("flag", "hold"),
+    "rounding_mode": ("half_up", "half_even", "floor"),
+    "rounding_unit": ("major", "minor"),
+}
+
+
+@dataclass(frozen=True)
 class WaveConfig:
     """``[waves.<name>]``: a filter over accounts (column → allowed values)."""
 
@@ -91,6 +133,8 @@ class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    map: MapConfig = field(default_factory=MapConfig)
+    money: MoneyConfig = field(default_factory=MoneyConfig)
     waves: tuple[WaveConfig, ...] = ()
     sha256: str = ""
     """SHA-256 of the billmig.toml bytes (empty when running without a file)."""
@@ -204,7 +248,7 @@ def _read_secrets(path: Path) -> dict[str, str]:
 
 
 def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
-    known = {"workspace", "source", "target", "extract", "waves"}
+    known = {"workspace", "source", "target", "extract", "map", "money", "waves"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] in {CONFIG_FILE}", hint="remove it")
@@ -232,6 +276,8 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         source=_section(SourceConfig, raw.get("source", {}), "source"),
         target=_section(TargetConfig, raw.get("target", {}), "target"),
         extract=extract,
+        map=_map_section(raw.get("map", {})),
+        money=_choices(_section(MoneyConfig, raw.get("money", {}), "money"), "money"),
         waves=_waves(raw.get("waves", {})),
         sha256=digest,
     )
@@ -250,6 +296,30 @@ def _section(cls: type[_Section], values: Mapping[str, Any], name: str) -> _Sect
                 hint=f"fix it in {CONFIG_FILE} or its BILLMIG_{name.upper()}__{key.upper()}",
             )
     return cls(**values)
+
+
+def _choices(section: _Section, name: str) -> _Section:
+    for key, allowed in _CHOICES.items():
+        value = getattr(section, key, None)
+        if value is not None and value not in allowed:
+            raise ConfigError(
+                f"{name}.{key} = {value!r} is not one of {', '.join(allowed)}",
+                hint=f"fix it in {CONFIG_FILE}",
+            )
+    return section
+
+
+def _map_section(values: Mapping[str, Any]) -> MapConfig:
+    section = _choices(_section(MapConfig, values, "map"), "map")
+    for key in ("write_off_below_minor", "debt_threshold_minor", "roaming_lookback_days"):
+        if getattr(section, key) < 0:
+            raise ConfigError(f"map.{key} must not be negative", hint=f"fix it in {CONFIG_FILE}")
+    if section.bucket_accounts < 1 or section.workers < 1:
+        raise ConfigError(
+            "map.bucket_accounts and map.workers must be at least 1",
+            hint=f"fix them in {CONFIG_FILE}",
+        )
+    return section
 
 
 def _type_ok(value: object, expected: str) -> bool:
