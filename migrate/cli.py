@@ -119,6 +119,18 @@ def extract(state: _State, wave: str | None, run_id: str | None) -> int:
     return result.exit_code
 
 
+@cli.command(name="map")
+@click.option("--run", "run_id", required=True, help="Run whose snapshot to map (from extract).")
+@pass_state
+def map_command(state: _State, run_id: str) -> int:
+    """Map runs/<run>/snapshot into the new model under runs/<run>/mapped/."""
+    from migrate.mapper import run_map
+
+    result = run_map(state.config(), run_id=run_id, progress=state.console.progress())
+    state.console.render(result)
+    return result.exit_code
+
+
 @cli.command()
 @click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
 @pass_state

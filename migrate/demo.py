@@ -1,7 +1,7 @@
 """``billmig demo``: the main job end to end on an embedded SQLite database.
 
-At this stage of the product it generates a legacy database and extracts it; later phases
-(map, load, validate, report) join the chain as they are built.
+At this stage of the product it generates a legacy database, extracts and maps it; later
+phases (load, validate, report) join the chain as they are built.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from migrate.config import Config
 from migrate.extract import ExtractResult, new_run_id, run_extract
+from migrate.mapper import MapResult, run_map
 from migrate.progress import SILENT, Progress
 from migrate.rendering import TableData
 from migrate.synth import SynthOptions, SynthResult, run_synth
@@ -26,11 +27,12 @@ class DemoResult:
     legacy_db: Path
     synth: SynthResult
     extract: ExtractResult
+    mapped: MapResult
 
     @property
     def exit_code(self) -> int:
         """The worst exit code of the phases run."""
-        return max(self.synth.exit_code, self.extract.exit_code)
+        return max(self.synth.exit_code, self.extract.exit_code, self.mapped.exit_code)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -38,6 +40,7 @@ class DemoResult:
             "legacy_db": str(self.legacy_db),
             "synth": self.synth.to_dict(),
             "extract": self.extract.to_dict(),
+            "map": self.mapped.to_dict(),
         }
 
     def tables(self) -> list[TableData]:
@@ -50,10 +53,12 @@ class DemoResult:
                 ("planted anomalies", self.synth.manifest_path),
                 ("snapshot", self.extract.snapshot_dir),
                 ("snapshot manifest", self.extract.snapshot_dir / "manifest.json"),
+                ("mapped tables and exceptions", self.mapped.mapped_dir),
+                ("top-up forecast", self.mapped.mapped_dir / "topup_forecast.csv"),
                 ("sign-off report", "not built yet: arrives with `billmig report`"),
             ],
         )
-        return [*self.synth.tables(), *self.extract.tables(), where]
+        return [*self.synth.tables(), *self.extract.tables(), *self.mapped.tables(), where]
 
 
 def run_demo(config: Config, *, accounts: int = 20_000, progress: Progress = SILENT) -> DemoResult:
@@ -71,4 +76,5 @@ def run_demo(config: Config, *, accounts: int = 20_000, progress: Progress = SIL
     )
     demo_config = replace(config, source=replace(config.source, url=url))
     extract = run_extract(demo_config, run_id=f"demo-{new_run_id()}", progress=progress)
-    return DemoResult(legacy_db=legacy_db, synth=synth, extract=extract)
+    mapped = run_map(demo_config, run_id=extract.run_id, progress=progress)
+    return DemoResult(legacy_db=legacy_db, synth=synth, extract=extract, mapped=mapped)

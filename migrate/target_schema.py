@@ -16,6 +16,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 
+import pyarrow as pa
 import sqlalchemy as sa
 
 METADATA = sa.MetaData()
@@ -225,3 +226,22 @@ def stable_ids(namespace: str, entity: str, legacy_keys: Iterable[str]) -> list[
         h = digest.hex()
         out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return out
+
+
+_ARROW_TYPES: dict[type, pa.DataType] = {
+    sa.String: pa.string(),
+    sa.BigInteger: pa.int64(),
+    sa.Boolean: pa.bool_(),
+    sa.DateTime: pa.timestamp("us"),
+    sa.Date: pa.date32(),
+}
+
+
+def arrow_schema(table: sa.Table) -> pa.Schema:
+    """Schema of ``mapped/<table>.parquet``: the table's columns in order, typed alike."""
+    return pa.schema(
+        [
+            pa.field(column.name, _ARROW_TYPES[type(column.type)], nullable=column.nullable)
+            for column in table.columns
+        ]
+    )

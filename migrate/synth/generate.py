@@ -457,6 +457,9 @@ class Generator:
         hist_tariff[hist_tariff == cat.UNMAPPED_TARIFF] = "KLASSIKA12"
         current_started = started.copy()
         current_started[hist_idx] = np.maximum(change_at, started[hist_idx])
+        # A line terminated before its tariff change still ends its current subscription no
+        # earlier than that subscription started (else the dates would contradict each other).
+        ended = np.where(status == "ended", np.maximum(ended, current_started), ended)
 
         msisdn = np.concatenate([lines["msisdn"][hist_idx], lines["msisdn"]])
         sub = {

@@ -1,0 +1,512 @@
+"""One account partition end to end: accounts, lines, products, payments, bonuses, history.
+
+Every legacy row of the partition ends in lineage exactly once. A row is held when something it
+depends on does not migrate (its account, its line), so the target never holds a product of an
+account that is not there; the lineage rule names the blocking code that held it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from migrate.mapping.accounts import AccountMoney, map_account_money
+from migrate.mapping.outcomes import (
+    EXCEPTION_COLUMNS,
+    LINEAGE_COLUMNS,
+    Outcome,
+    concat,
+    exceptions,
+    lineage,
+    where_or_none,
+)
+from migrate.mapping.policy import MapPolicy
+from migrate.mapping.products import LIVE, MappedProducts, map_products
+from migrate.reasons import ReasonCode
+from migrate.target_schema import stable_ids
+
+EXCLUDED = "EXCLUDED"
+"""Hold marker of an account a disposition excluded (not a reason code: nothing is wrong)."""
+FORECAST_COLUMNS = (
+    "msisdn", "language", "legacy_account_no", "billing_account_id", "currency",
+    "main_balance_minor", "next_fees_minor", "needed_minor", "next_charge_date",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BucketContext:
+    """What every partition needs from outside itself (small; sent to worker processes)."""
+
+    policy: MapPolicy
+    tariffs: pd.DataFrame
+    """tariff_code, offering_id, monthly_fee_minor of mapped legacy codes."""
+    survivor_of: dict[int, int]
+    """Merged-away client id → surviving client id."""
+    client_ids: npt.NDArray[np.int64]
+    """Every client id in the snapshot, sorted (accounts pointing elsewhere are orphans)."""
+    withheld: dict[str, dict[str, str]] = field(default_factory=dict)
+    """entity → legacy key → blocking code the extractor raised (value withheld)."""
+    excluded_accounts: frozenset[str] = frozenset()
+    """Accounts a disposition excluded from this migration."""
+
+
+def map_bucket(frames: dict[str, pd.DataFrame], ctx: BucketContext) -> dict[str, pd.DataFrame]:
+    """Map one partition; returns target tables, exceptions, lineage and the top-up forecast."""
+    policy = ctx.policy
+    accounts = frames["accounts"].reset_index(drop=True)
+    hold, pre_found, pre_lineage = _pre_holds(accounts, ctx)
+    accounts = accounts.assign(hold_code=hold)
+    party_ids = _party_ids(accounts, ctx, policy.namespace)
+    payments = frames["payments"]
+    known = set(accounts["account_no"].tolist())
+    in_transit = _in_transit(payments, ctx)
+    roaming = _roaming(frames["charges"], policy)
+    money = map_account_money(accounts, party_ids, in_transit, roaming, policy)
+    account_ids = pd.Series(
+        money.billing_account["billing_account_id"].to_numpy(),
+        index=money.billing_account["legacy_account_no"].to_numpy(),
+    )
+    account_hold = pd.Series(money.hold_code.to_numpy(), index=accounts["account_no"].to_numpy())
+    lines = frames["lines"]
+    subs = frames["subscriptions"].assign(
+        held_by=_held_by(frames["subscriptions"], account_hold, known, ctx)
+    )
+    fees = frames["charges"][frames["charges"]["kind"] == "fee"]
+    products = map_products(subs, account_ids, ctx.tariffs, fees, policy)
+    currency = pd.Series(accounts["currency"].to_numpy(), index=accounts["account_no"].to_numpy())
+    bonus_buckets, bonus_actions, bonus_parts = _bonuses(
+        frames["bonuses"], account_hold, currency, known, ctx
+    )
+    product_of = pd.Series(
+        products.product["product_id"].to_numpy(),
+        index=products.product["legacy_subscription_id"].to_numpy(),
+    )
+    found = [pre_found, money.exceptions, products.exceptions, bonus_parts[0]]
+    trail = [pre_lineage, bonus_parts[1]]
+    trail.append(_account_lineage(accounts, money.hold_code, account_ids))
+    trail.append(_subscription_lineage(subs, products.own_hold, product_of))
+    line_parts = _line_lineage(lines, subs, product_of, account_hold, known)
+    pay_parts = _payment_lineage(payments, account_hold, known, in_transit, ctx)
+    found += [line_parts[0], pay_parts[0]]
+    trail += [line_parts[1], pay_parts[1]]
+    for entity in ("charges", "orders"):
+        history = _history_lineage(entity, frames[entity], known, ctx)
+        found.append(history[0])
+        trail.append(history[1])
+    return {
+        "billing_account": money.billing_account,
+        "balance_bucket": concat(
+            [money.balance_bucket, bonus_buckets], [str(c) for c in money.balance_bucket.columns]
+        ),
+        "debt_item": money.debt_item,
+        "pending_payment": money.pending_payment,
+        "product": products.product,
+        "balance_action": concat(
+            [money.balance_action, bonus_actions], [str(c) for c in money.balance_action.columns]
+        ),
+        "exceptions": concat(found, EXCEPTION_COLUMNS),
+        "lineage": concat(trail, LINEAGE_COLUMNS),
+        "totals": _totals(accounts, money.hold_code, money, bonus_buckets),
+        "topup_forecast": _forecast(money.billing_account, money.balance_bucket, products, subs),
+    }
+
+
+def _pre_holds(
+    accounts: pd.DataFrame, ctx: BucketContext
+) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
+    """Blocks decided before the account rules: extractor, missing client, exclusion."""
+    keys = accounts["account_no"]
+    hold = keys.map(ctx.withheld.get("accounts", {})).astype("string")
+    client_ids = accounts["client_id"].to_numpy(dtype=np.int64)
+    if len(ctx.client_ids):
+        position = np.minimum(np.searchsorted(ctx.client_ids, client_ids), len(ctx.client_ids) - 1)
+        no_client = ctx.client_ids[position] != client_ids
+    else:
+        no_client = np.ones(len(keys), dtype=bool)
+    orphan = no_client & hold.isna().to_numpy()
+    hold[orphan] = ReasonCode.ORPHAN_ROW.value
+    excluded = keys.isin(ctx.excluded_accounts).to_numpy() & hold.isna().to_numpy()
+    hold[excluded] = EXCLUDED
+    found = exceptions(
+        "accounts",
+        keys[orphan],
+        ReasonCode.ORPHAN_ROW,
+        "client " + accounts["client_id"][orphan].astype(str) + " does not exist",
+    )
+    left_out = lineage("accounts", keys[excluded], Outcome.NOT_MIGRATED, "disposition: excluded")
+    return hold, found, left_out
+
+
+def _party_ids(accounts: pd.DataFrame, ctx: BucketContext, namespace: str) -> pd.Series:
+    client = accounts["client_id"].astype(np.int64)
+    survivor = client.map(ctx.survivor_of).fillna(client).astype(np.int64)
+    return pd.Series(stable_ids(namespace, "party", survivor.astype(str)), index=accounts.index)
+
+
+def _in_transit(payments: pd.DataFrame, ctx: BucketContext) -> pd.DataFrame:
+    withheld = payments["payment_id"].astype(str).isin(ctx.withheld.get("payments", {}))
+    transit = payments["posted_at"].isna() & ~withheld & payments["amount_minor"].notna()
+    return payments[transit.to_numpy(dtype=bool)]
+
+
+def _roaming(charges: pd.DataFrame, policy: MapPolicy) -> pd.Series:
+    window = (
+        (charges["kind"] == "roaming")
+        & (charges["occurred_at"] >= policy.roaming_since)
+        & (charges["occurred_at"] < policy.cutoff_ts)
+    )
+    return charges[window.to_numpy(dtype=bool)].groupby("account_no")["amount_minor"].sum()
+
+
+def _held_by(
+    subs: pd.DataFrame, account_hold: pd.Series, known: set[str], ctx: BucketContext
+) -> pd.Series:
+    """Why each subscription cannot migrate because of its line or account (NA if it can)."""
+    why = pd.Series(pd.NA, index=subs.index, dtype="string")
+    withheld = subs["subscription_id"].astype(str).map(ctx.withheld.get("subscriptions", {}))
+    why = why.fillna(withheld.astype("string"))
+    line = ("line " + subs["line_hold"].astype("string")).astype("string")
+    why = why.fillna(line)
+    orphan_line = ~subs["account_no"].isin(known)
+    why[orphan_line.to_numpy() & why.isna().to_numpy()] = "line ORPHAN_ROW"
+    account = ("account " + subs["account_no"].map(account_hold).astype("string")).astype("string")
+    return why.fillna(account)
+
+
+def _account_lineage(
+    accounts: pd.DataFrame, hold: pd.Series, account_ids: pd.Series
+) -> pd.DataFrame:
+    keys = accounts["account_no"]
+    mapped = hold.isna().to_numpy()
+    blocked = ~mapped & (hold != EXCLUDED).fillna(False).to_numpy(dtype=bool)
+    return concat(
+        [
+            lineage(
+                "accounts",
+                keys[mapped],
+                Outcome.MAPPED,
+                "billing_account",
+                "billing_account",
+                keys[mapped].map(account_ids),
+            ),
+            lineage("accounts", keys[blocked], Outcome.EXCEPTION, hold[blocked]),
+        ],
+        LINEAGE_COLUMNS,
+    )
+
+
+def _subscription_lineage(
+    subs: pd.DataFrame, own_hold: pd.Series, product_of: pd.Series
+) -> pd.DataFrame:
+    keys = subs["subscription_id"].astype(str)
+    target = keys.map(product_of)
+    mapped = target.notna().to_numpy()
+    own = own_hold.notna().to_numpy() & ~mapped
+    held = ~mapped & ~own
+    return concat(
+        [
+            lineage(
+                "subscriptions", keys[mapped], Outcome.MAPPED, "product", "product", target[mapped]
+            ),
+            lineage("subscriptions", keys[own], Outcome.EXCEPTION, own_hold[own]),
+            lineage("subscriptions", keys[held], Outcome.HELD, subs["held_by"][held].astype(str)),
+        ],
+        LINEAGE_COLUMNS,
+    )
+
+
+def _line_lineage(
+    lines: pd.DataFrame,
+    subs: pd.DataFrame,
+    product_of: pd.Series,
+    account_hold: pd.Series,
+    known: set[str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lines: orphans raise ORPHAN_ROW; the rest point to their latest migrated product."""
+    keys = lines["iccid"]
+    orphan = ~lines["account_no"].isin(known).to_numpy()
+    found = exceptions(
+        "lines",
+        keys[orphan],
+        ReasonCode.ORPHAN_ROW,
+        "account '" + lines["account_no"][orphan].fillna("").astype(str) + "' does not exist",
+    )
+    latest = (
+        subs.assign(product_id=subs["subscription_id"].astype(str).map(product_of))
+        .dropna(subset=["product_id"])
+        .sort_values(["started_at", "subscription_id"], kind="stable")
+        .drop_duplicates("iccid", keep="last")
+        .set_index("iccid")["product_id"]
+    )
+    target = keys.map(latest)
+    own = lines["hold_code"].notna().to_numpy() & ~orphan
+    blocking = own & (lines["hold_code"] != ReasonCode.UNCONSENTED_LINE.value).to_numpy()
+    account = lines["account_no"].map(account_hold).astype("string")
+    mapped = target.notna().to_numpy() & ~orphan & ~own
+    held = ~mapped & ~orphan & ~blocking
+    held_rule = (
+        ("line held: " + lines["hold_code"].astype("string"))
+        .fillna("account " + account)
+        .fillna("no migrated product on the line")
+    )
+    return found, concat(
+        [
+            lineage("lines", keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
+            lineage("lines", keys[blocking], Outcome.EXCEPTION, lines["hold_code"][blocking]),
+            lineage(
+                "lines", keys[mapped], Outcome.MAPPED, "line_on_product", "product", target[mapped]
+            ),
+            lineage("lines", keys[held], Outcome.HELD, held_rule[held]),
+        ],
+        LINEAGE_COLUMNS,
+    )
+
+
+def _payment_lineage(
+    payments: pd.DataFrame,
+    account_hold: pd.Series,
+    known: set[str],
+    in_transit: pd.DataFrame,
+    ctx: BucketContext,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    keys = payments["payment_id"].astype(str)
+    orphan = ~payments["account_no"].isin(known).to_numpy()
+    withheld = keys.map(ctx.withheld.get("payments", {}))
+    own = withheld.notna().to_numpy() & ~orphan
+    account = payments["account_no"].map(account_hold)
+    held = account.notna().to_numpy() & ~orphan & ~own
+    transit = payments.index.isin(in_transit.index) & ~orphan & ~own & ~held
+    posted = ~orphan & ~own & ~held & ~transit
+    transit_keys = keys[transit]
+    found = [
+        exceptions(
+            "payments",
+            keys[orphan],
+            ReasonCode.ORPHAN_ROW,
+            "account '"
+            + payments["account_no"][orphan].fillna("").astype(str)
+            + "' does not exist",
+            payments["amount_minor"][orphan].to_numpy(),
+            payments["currency"][orphan].to_numpy(),
+        ),
+        exceptions(
+            "payments",
+            transit_keys,
+            ReasonCode.PAYMENT_IN_TRANSIT,
+            "received " + payments["received_at"][transit].astype(str) + ", not yet posted",
+            payments["amount_minor"][transit].to_numpy(),
+            payments["currency"][transit].to_numpy(),
+        ),
+    ]
+    ids = stable_ids(ctx.policy.namespace, "pending_payment", transit_keys)
+    trail = [
+        lineage("payments", keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
+        lineage("payments", keys[own], Outcome.EXCEPTION, withheld[own]),
+        lineage("payments", keys[held], Outcome.HELD, "account " + account[held].astype(str)),
+        lineage("payments", transit_keys, Outcome.MAPPED, "in_transit", "pending_payment", ids),
+        lineage("payments", keys[posted], Outcome.NOT_MIGRATED, "posted: in the legacy balance"),
+    ]
+    return concat(found, EXCEPTION_COLUMNS), concat(trail, LINEAGE_COLUMNS)
+
+
+def _history_lineage(
+    entity: str, rows: pd.DataFrame, known: set[str], ctx: BucketContext
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Charges and orders stay in legacy (history); those of unknown accounts are orphans."""
+    key = "charge_id" if entity == "charges" else "order_id"
+    keys = rows[key].astype(str)
+    orphan = ~rows["account_no"].isin(known).to_numpy()
+    withheld = keys.map(ctx.withheld.get(entity, {}))
+    own = withheld.notna().to_numpy() & ~orphan
+    rest = ~orphan & ~own
+    found = exceptions(
+        entity,
+        keys[orphan],
+        ReasonCode.ORPHAN_ROW,
+        "account '" + rows["account_no"][orphan].fillna("").astype(str) + "' does not exist",
+    )
+    return found, concat(
+        [
+            lineage(entity, keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
+            lineage(entity, keys[own], Outcome.EXCEPTION, withheld[own]),
+            lineage(entity, keys[rest], Outcome.NOT_MIGRATED, "history: stays in legacy"),
+        ],
+        LINEAGE_COLUMNS,
+    )
+
+
+def _bonuses(
+    bonuses: pd.DataFrame,
+    account_hold: pd.Series,
+    account_currency: pd.Series,
+    known: set[str],
+    ctx: BucketContext,
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Live bonuses become bonus buckets with their expiry; expired ones are reported."""
+    policy = ctx.policy
+    keys = bonuses["bonus_id"].astype(str)
+    orphan = ~bonuses["account_no"].isin(known).to_numpy()
+    withheld = keys.map(ctx.withheld.get("bonuses", {}))
+    own = withheld.notna().to_numpy() & ~orphan
+    account = bonuses["account_no"].map(account_hold)
+    held = account.notna().to_numpy() & ~orphan & ~own
+    expired = (bonuses["expires_at"] < policy.cutoff_ts).fillna(False).to_numpy(dtype=bool)
+    expired = expired & ~orphan & ~own & ~held
+    live = ~orphan & ~own & ~held & ~expired
+    chosen = bonuses[live]
+    chosen_keys = keys[live]
+    money = (chosen["kind"] == "money").to_numpy()
+    amount = chosen["amount_units"].to_numpy(dtype=np.int64)
+    account_ids = stable_ids(policy.namespace, "billing_account", chosen["account_no"])
+    # A bonus has no currency of its own: money bonuses are in the account's currency.
+    currency = chosen["account_no"].map(account_currency).to_numpy()
+    unit = np.where(money, currency, np.where(chosen["kind"] == "data_mb", "MB", "MIN"))
+    bucket_ids = stable_ids(policy.namespace, "balance_bucket", "bonus:" + chosen_keys)
+    buckets = pd.DataFrame(
+        {
+            "bucket_id": bucket_ids,
+            "billing_account_id": account_ids,
+            "bucket_type": "bonus",
+            "usage_type": np.where(
+                money, "monetary", np.where(chosen["kind"] == "data_mb", "data", "voice")
+            ),
+            "amount_minor": pd.array(where_or_none(money, amount), dtype="Int64"),
+            "amount_units": pd.array(where_or_none(~money, amount), dtype="Int64"),
+            "unit": unit,
+            "valid_to": chosen["expires_at"].to_numpy(),
+            "legacy_key": chosen_keys.to_numpy(),
+        }
+    )
+    local = "opening_balance:bonus:" + chosen_keys
+    actions = pd.DataFrame(
+        {
+            "action_id": stable_ids(policy.namespace, "balance_action", local),
+            "billing_account_id": account_ids,
+            "kind": "opening_balance",
+            "amount_minor": buckets["amount_minor"].to_numpy(),
+            "amount_units": buckets["amount_units"].to_numpy(),
+            "currency": where_or_none(money, currency),
+            "reason_code": "bonus",
+            "idempotency_key": (policy.namespace + ":" + local).to_numpy(),
+        }
+    )
+    found = concat(
+        [
+            exceptions(
+                "bonuses",
+                keys[orphan],
+                ReasonCode.ORPHAN_ROW,
+                "account '"
+                + bonuses["account_no"][orphan].fillna("").astype(str)
+                + "' does not exist",
+            ),
+            exceptions(
+                "bonuses",
+                keys[expired],
+                ReasonCode.BONUS_EXPIRED,
+                "expired " + bonuses["expires_at"][expired].astype(str) + "; not migrated",
+                bonuses["amount_units"][expired].to_numpy(),
+            ),
+        ],
+        EXCEPTION_COLUMNS,
+    )
+    trail = concat(
+        [
+            lineage("bonuses", keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
+            lineage("bonuses", keys[own], Outcome.EXCEPTION, withheld[own]),
+            lineage("bonuses", keys[held], Outcome.HELD, "account " + account[held].astype(str)),
+            lineage("bonuses", keys[expired], Outcome.NOT_MIGRATED, ReasonCode.BONUS_EXPIRED.value),
+            lineage(
+                "bonuses", chosen_keys, Outcome.MAPPED, "bonus_bucket", "balance_bucket", bucket_ids
+            ),
+        ],
+        LINEAGE_COLUMNS,
+    )
+    return buckets, actions, (found, trail)
+
+
+TOTAL_COLUMNS = (
+    "currency", "accounts", "legacy_balance_minor", "withheld_balances", "held_balance_minor",
+    "main_minor", "bonus_money_minor", "pending_minor", "debt_minor", "write_off_minor",
+)  # fmt: skip
+
+
+def _totals(
+    accounts: pd.DataFrame, hold: pd.Series, money: AccountMoney, bonus_buckets: pd.DataFrame
+) -> pd.DataFrame:
+    """Per currency: legacy balances, what was held back, and the target's money.
+
+    Over the whole run ``legacy − held = target net − explained`` must hold exactly.
+    """
+    held = hold.notna().to_numpy()
+    frame = pd.DataFrame(
+        {
+            "currency": accounts["currency"].to_numpy(),
+            "accounts": 1,
+            "legacy_balance_minor": accounts["balance_minor"].fillna(0).to_numpy(dtype=np.int64),
+            "withheld_balances": accounts["balance_minor"].isna().to_numpy().astype(np.int64),
+            "held_balance_minor": np.where(
+                held, accounts["balance_minor"].fillna(0).to_numpy(dtype=np.int64), 0
+            ),
+        }
+    )
+    totals = frame.groupby("currency").sum()
+    ids = money.billing_account.set_index("billing_account_id")["currency"]
+
+    def by_currency(rows: pd.DataFrame, column: str = "amount_minor") -> pd.Series:
+        values = rows[column].fillna(0).astype(np.int64)
+        return values.groupby(rows["billing_account_id"].map(ids).to_numpy()).sum()
+
+    bonus_money = bonus_buckets[bonus_buckets["usage_type"] == "monetary"]
+    actions = money.balance_action
+    for column, part in (
+        ("main_minor", by_currency(money.balance_bucket)),
+        ("bonus_money_minor", by_currency(bonus_money)),
+        ("pending_minor", by_currency(money.pending_payment)),
+        ("debt_minor", by_currency(money.debt_item)),
+        ("write_off_minor", by_currency(actions[actions["kind"] == "write_off"])),
+    ):
+        totals[column] = part.reindex(totals.index).fillna(0).astype(np.int64)
+    return totals.reset_index()[list(TOTAL_COLUMNS)]
+
+
+def _forecast(
+    accounts: pd.DataFrame,
+    main_buckets: pd.DataFrame,
+    products: MappedProducts,
+    subs: pd.DataFrame,
+) -> pd.DataFrame:
+    """Lines of prepaid accounts whose main balance is below the fees of the next charge.
+
+    One row per live product whose fee is due (or could not be taken); the amounts are the
+    account's: its main balance, the sum of its due fees and the top-up that covers them.
+    """
+    product = products.product.assign(fee=products.monthly_fee_minor.to_numpy())
+    due = product[product["status"].isin(LIVE) & product["fee_state"].isin(["due", "payg"])]
+    fees = due.groupby("billing_account_id")["fee"].sum().rename("next_fees_minor")
+    main = main_buckets.set_index("billing_account_id")["amount_minor"].rename("main_balance_minor")
+    prepaid = accounts[accounts["rating_type"] == "prepaid"].set_index("billing_account_id")
+    owing = prepaid.join(fees, how="inner").join(main, how="inner")
+    owing = owing[owing["main_balance_minor"] < owing["next_fees_minor"]]
+    rows = due[due["billing_account_id"].isin(owing.index)].join(owing, on="billing_account_id")
+    language = subs.set_index(subs["subscription_id"].astype(str))["language"]
+    rows = rows.sort_values(["legacy_account_no", "msisdn"], kind="stable")
+    return pd.DataFrame(
+        {
+            "msisdn": rows["msisdn"].to_numpy(),
+            "language": rows["legacy_subscription_id"].map(language).to_numpy(),
+            "legacy_account_no": rows["legacy_account_no"].to_numpy(),
+            "billing_account_id": rows["billing_account_id"].to_numpy(),
+            "currency": rows["currency"].to_numpy(),
+            "main_balance_minor": rows["main_balance_minor"].to_numpy(dtype=np.int64),
+            "next_fees_minor": rows["next_fees_minor"].to_numpy(dtype=np.int64),
+            "needed_minor": (rows["next_fees_minor"] - rows["main_balance_minor"]).to_numpy(
+                dtype=np.int64
+            ),
+            "next_charge_date": rows["next_charge_date"].to_numpy(),
+        },
+        columns=list(FORECAST_COLUMNS),
+    )
