@@ -18,6 +18,7 @@ Memory stays bounded by partitioning (see :mod:`migrate.mapping.partition`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -246,7 +247,15 @@ def run_map(config: Config, *, run_id: str, progress: Progress = SILENT) -> MapR
     seconds = time.perf_counter() - started
     write_json(
         run_dir / "map-run.json",
-        {"run_id": run_id, "phase": "map", "seconds": round(seconds, 3), "rows": summary["rows"]},
+        {
+            "run_id": run_id,
+            "phase": "map",
+            "seconds": round(seconds, 3),
+            "stage_seconds": job.stage_seconds,
+            "partitions": job.partitions,
+            "workers": job.workers,
+            "rows": summary["rows"],
+        },
     )
     return MapResult(
         run_id=run_id,
@@ -328,16 +337,23 @@ class _Outputs:
         self.run_id = run_id
         self.schemas = schemas
         self.rows = dict.fromkeys(schemas, 0)
+        self.counts: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in _COUNTED}
         self._writers = {
             name: pq.ParquetWriter(directory / f"{name}.parquet", schema, compression="zstd")
             for name, schema in schemas.items()
         }
 
     def write(self, name: str, table: pa.Table) -> None:
-        """Append rows to ``name``."""
-        if table.num_rows:
-            self._writers[name].write_table(table, row_group_size=BATCH_ROWS)
-            self.rows[name] += table.num_rows
+        """Append rows to ``name``; exceptions and lineage are counted as they pass."""
+        if not table.num_rows:
+            return
+        self._writers[name].write_table(table, row_group_size=BATCH_ROWS)
+        self.rows[name] += table.num_rows
+        if name in _COUNTED:
+            counts = table.group_by(list(_COUNTED[name])).aggregate([([], "count_all")])
+            for row in counts.to_pylist():
+                key = tuple(row[c] for c in _COUNTED[name])
+                self.counts[name][key] = self.counts[name].get(key, 0) + row["count_all"]
 
     def frame(self, name: str, frame: pd.DataFrame) -> pa.Table:
         """``frame`` as the output table ``name`` (run_id filled in)."""
@@ -351,6 +367,7 @@ class _Outputs:
             writer.close()
 
 
+_COUNTED = {"exceptions": ("reason_code",), "lineage": ("entity", "outcome")}
 _OUTPUT_SCHEMAS = TARGET_SCHEMAS | {
     "exceptions": RUN_EXCEPTIONS_SCHEMA,
     "lineage": LINEAGE_SCHEMA,
@@ -379,22 +396,36 @@ class _MapJob:
         self.run_id = run_id
         self.partitions = max(1, math.ceil(snapshot.rows("accounts") / config.map.bucket_accounts))
         self.workers = config.map.workers
-        self.forecast: list[pd.DataFrame] = []
+        self.forecast_path = out_dir / "topup_forecast.csv"
+        self.stage_seconds: dict[str, float] = {}
         self.totals: list[pd.DataFrame] = []
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.stage_seconds[stage] = round(time.perf_counter() - started, 3)
 
     def run(self, progress: Progress) -> dict[str, Any]:
         """Every stage; returns the summary for the manifest and the result."""
         outputs = _Outputs(self.out_dir, _OUTPUT_SCHEMAS, self.run_id)
+        # The forecast grows partition by partition (accounts sorted within each partition).
+        self.forecast_path.write_text(",".join(FORECAST_COLUMNS) + "\n", encoding="utf-8")
         with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=".work-") as work:
             try:
-                self._write_extract_exceptions(outputs)
-                self._catalogue(outputs)
-                context = self._parties(outputs, Path(work), progress)
-                self._lines(outputs, Path(work), progress)
-                self._accounts(outputs, Path(work), context, progress)
+                with self._timed("catalogue"):
+                    self._write_extract_exceptions(outputs)
+                    self._catalogue(outputs)
+                with self._timed("clients"):
+                    context = self._parties(outputs, Path(work), progress)
+                with self._timed("partition"):
+                    parts = self._scatter_inputs(Path(work))
+                with self._timed("lines"):
+                    self._lines(outputs, Path(work), parts, progress)
+                with self._timed("accounts"):
+                    self._accounts(outputs, parts, context, progress)
             finally:
                 outputs.close()
-        self._write_forecast()
         return self._summary(outputs)
 
     # -- stage 0: what needs no partitioning --------------------------------------------------
@@ -456,15 +487,15 @@ class _MapJob:
                 scatter.write(batch, partition_of(key, self.partitions))
         merges: list[pd.DataFrame] = []
         with progress.task("map clients", self.snapshot.rows("clients")) as task:
-            for path in scatter.paths:
-                clients = read_partition(path).to_pandas()
-                parties = map_parties(clients, self.policy.namespace)
-                outputs.write("party", outputs.frame("party", parties.party))
-                self._write_exceptions(outputs, parties.exceptions, phase="map")
-                outputs.write("lineage", outputs.frame("lineage", parties.lineage))
-                merges.append(parties.merges)
-                path.unlink()
-                task.advance(len(clients))
+            shared = (self.policy.namespace, self.run_id)
+            for party, found, trail, merged_away in self._parallel(
+                _party_partition, scatter.paths, shared
+            ):
+                outputs.write("party", party)
+                self._write_exceptions(outputs, found, phase="map")
+                outputs.write("lineage", trail)
+                merges.append(merged_away)
+                task.advance(party.num_rows + len(merged_away))
         merged = pd.concat(merges, ignore_index=True) if merges else pd.DataFrame()
         return BucketContext(
             policy=self.policy,
@@ -494,16 +525,29 @@ class _MapJob:
 
     # -- stage 2: lines and subscriptions by number -------------------------------------------
 
-    def _lines(self, outputs: _Outputs, work: Path, progress: Progress) -> None:
-        lines_parts = self._scatter_by_msisdn(work, "lines")
-        subs_parts = self._scatter_by_msisdn(work, "subscriptions")
+    def _scatter_inputs(self, work: Path) -> dict[str, list[Path]]:
+        """Partition lines and subscriptions by number and the rest by account, in parallel."""
+        tasks = [
+            _ScatterTask(self.snapshot.path(entity), work, entity, columns, "account_no")
+            for entity, columns in _ACCOUNT_ENTITIES.items()
+        ]
+        tasks += [
+            _ScatterTask(self.snapshot.path(entity), work, entity, None, "msisdn")
+            for entity in ("lines", "subscriptions")
+        ]
+        scattered = self._parallel(_scatter, tasks, self.partitions)
+        return {task.entity: paths for task, paths in zip(tasks, scattered, strict=True)}
+
+    def _lines(
+        self, outputs: _Outputs, work: Path, parts: dict[str, list[Path]], progress: Progress
+    ) -> None:
         out_lines = Scatter(work, "linked-lines", LINKED_LINES_SCHEMA, self.partitions)
         out_subs = Scatter(
             work, "linked-subscriptions", LINKED_SUBSCRIPTIONS_SCHEMA, self.partitions
         )
         total = self.snapshot.rows("lines") + self.snapshot.rows("subscriptions")
         with out_lines, out_subs, progress.task("map lines", total) as task:
-            tasks = list(zip(lines_parts, subs_parts, strict=True))
+            tasks = list(zip(parts["lines"], parts["subscriptions"], strict=True))
             for linked in self._parallel(_link_partition, tasks, self.policy):
                 lines, subs, found, trail = linked
                 out_lines.write(lines, partition_of(lines.column("account_no"), self.partitions))
@@ -511,29 +555,17 @@ class _MapJob:
                 self._write_exceptions(outputs, found, phase="map")
                 outputs.write("lineage", outputs.frame("lineage", trail))
                 task.advance(lines.num_rows + subs.num_rows)
-        for path in [*lines_parts, *subs_parts]:
-            path.unlink()
-
-    def _scatter_by_msisdn(self, work: Path, entity: str) -> list[Path]:
-        schema = pq.read_schema(self.snapshot.path(entity))
-        with Scatter(work, entity, schema, self.partitions) as scatter:
-            for batch in self.snapshot.batches(entity):
-                key = msisdn_partition_keys(batch.column("msisdn"))
-                scatter.write(batch, partition_of(key, self.partitions))
-        return scatter.paths
+        parts["lines"], parts["subscriptions"] = out_lines.paths, out_subs.paths
 
     # -- stage 3: everything by account -------------------------------------------------------
 
     def _accounts(
-        self, outputs: _Outputs, work: Path, context: BucketContext, progress: Progress
+        self,
+        outputs: _Outputs,
+        parts: dict[str, list[Path]],
+        context: BucketContext,
+        progress: Progress,
     ) -> None:
-        parts: dict[str, list[Path]] = {}
-        for entity, columns in _ACCOUNT_ENTITIES.items():
-            parts[entity] = self._scatter_by_account(work, entity, columns)
-        parts["lines"] = [work / f"linked-lines-{p:04d}.arrow" for p in range(self.partitions)]
-        parts["subscriptions"] = [
-            work / f"linked-subscriptions-{p:04d}.arrow" for p in range(self.partitions)
-        ]
         tasks = [
             {entity: paths[p] for entity, paths in parts.items()} for p in range(self.partitions)
         ]
@@ -544,19 +576,11 @@ class _MapJob:
                         outputs.write(name, result[name])
                 self._write_exceptions(outputs, result["exceptions"], phase="map")
                 outputs.write("lineage", result["lineage"])
-                self.forecast.append(result["topup_forecast"])
+                result["topup_forecast"].to_csv(
+                    self.forecast_path, mode="a", header=False, index=False, lineterminator="\n"
+                )
                 self.totals.append(result["totals"])
                 task.advance(int(result["accounts"]))
-
-    def _scatter_by_account(
-        self, work: Path, entity: str, columns: tuple[str, ...] | None
-    ) -> list[Path]:
-        full = pq.read_schema(self.snapshot.path(entity))
-        schema = pa.schema([full.field(c) for c in columns]) if columns else full
-        with Scatter(work, entity, schema, self.partitions) as scatter:
-            for batch in self.snapshot.batches(entity, columns):
-                scatter.write(batch, partition_of(batch.column("account_no"), self.partitions))
-        return scatter.paths
 
     def _parallel(
         self, function: Callable[[Any, Any], Any], tasks: list[Any], shared: Any
@@ -572,34 +596,14 @@ class _MapJob:
 
     # -- outputs ----------------------------------------------------------------------------
 
-    def _write_forecast(self) -> None:
-        frames = [f for f in self.forecast if len(f)]
-        forecast = (
-            pd.concat(frames, ignore_index=True)
-            if frames
-            else pd.DataFrame({c: [] for c in FORECAST_COLUMNS})
-        )
-        forecast = forecast.sort_values(["legacy_account_no", "msisdn"], kind="stable")
-        forecast.to_csv(self.out_dir / "topup_forecast.csv", index=False, lineterminator="\n")
-
     def _summary(self, outputs: _Outputs) -> dict[str, Any]:
-        exceptions = pq.read_table(
-            self.out_dir / "exceptions.parquet", columns=["reason_code"]
-        ).column("reason_code")
-        counts = pc.value_counts(exceptions).to_pylist()
-        outcomes = (
-            pq.read_table(self.out_dir / "lineage.parquet", columns=["entity", "outcome"])
-            .group_by(["entity", "outcome"])
-            .aggregate([([], "count_all")])
-            .to_pylist()
-        )
         by_entity: dict[str, dict[str, int]] = {}
-        for row in sorted(outcomes, key=lambda r: (r["entity"], r["outcome"])):
-            by_entity.setdefault(row["entity"], {})[row["outcome"]] = row["count_all"]
+        for (entity, outcome), count in sorted(outputs.counts["lineage"].items()):
+            by_entity.setdefault(entity, {})[outcome] = count
         return {
             "rows": dict(sorted(outputs.rows.items())),
             "exceptions_by_reason": {
-                c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])
+                code: count for (code,), count in sorted(outputs.counts["exceptions"].items())
             },
             "outcomes": by_entity,
             "totals": _money_totals(self.totals),
@@ -634,12 +638,55 @@ def _money_totals(parts: list[pd.DataFrame]) -> list[MoneyTotals]:
     return out
 
 
+@dataclass(frozen=True)
+class _ScatterTask:
+    """One snapshot file to partition by ``key`` (account_no, or msisdn by its E.164 form)."""
+
+    source: Path
+    work: Path
+    entity: str
+    columns: tuple[str, ...] | None
+    key: str
+
+
+def _scatter(task: _ScatterTask, partitions: int) -> list[Path]:
+    """Partition one snapshot file into ``partitions`` files; returns their paths."""
+    full = pq.read_schema(task.source)
+    schema = pa.schema([full.field(c) for c in task.columns]) if task.columns else full
+    parquet = pq.ParquetFile(task.source)
+    with Scatter(task.work, task.entity, schema, partitions) as scatter:
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=task.columns):
+            table = pa.Table.from_batches([batch], schema=schema)
+            key = table.column(task.key)
+            if task.key == "msisdn":
+                key = msisdn_partition_keys(key)
+            scatter.write(table, partition_of(key, partitions))
+    return scatter.paths
+
+
+def _party_partition(
+    path: Path, shared: tuple[str, str]
+) -> tuple[pa.Table, pd.DataFrame, pa.Table, pd.DataFrame]:
+    """Stage 1 worker: one national-ID partition of clients."""
+    namespace, run_id = shared
+    parties = map_parties(read_partition(path).to_pandas(), namespace)
+    path.unlink()
+    return (
+        to_table(parties.party.assign(run_id=run_id), _OUTPUT_SCHEMAS["party"]),
+        parties.exceptions,
+        to_table(parties.lineage.assign(run_id=run_id), _OUTPUT_SCHEMAS["lineage"]),
+        parties.merges,
+    )
+
+
 def _link_partition(
     paths: tuple[Path, Path], policy: MapPolicy
 ) -> tuple[pa.Table, pa.Table, pd.DataFrame, pd.DataFrame]:
     """Stage 2 worker: one number partition's lines and subscriptions."""
     lines = read_partition(paths[0]).to_pandas()
     subs = read_partition(paths[1]).to_pandas()
+    for path in paths:
+        path.unlink()
     linked = link_lines(lines, subs, policy)
     return (
         to_table(linked.lines, LINKED_LINES_SCHEMA),

@@ -16,6 +16,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -211,21 +212,42 @@ def namespace_uuid(namespace: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"billmig:{namespace}")
 
 
-def stable_ids(namespace: str, entity: str, legacy_keys: Iterable[str]) -> list[str]:
+def stable_ids(namespace: str, entity: str, legacy_keys: Iterable[object]) -> list[str]:
     """UUIDv5 text of ``entity:legacy_key`` in the workspace namespace, for each key.
 
-    Exactly ``str(uuid.uuid5(namespace_uuid(namespace), f"{entity}:{key}"))``, computed with
-    one SHA-1 per key and no UUID objects (about 3x faster on millions of keys).
+    Exactly ``str(uuid.uuid5(namespace_uuid(namespace), f"{entity}:{key}"))``.
     """
-    prefix = namespace_uuid(namespace).bytes
-    out = []
-    for key in legacy_keys:
-        digest = bytearray(hashlib.sha1(prefix + f"{entity}:{key}".encode()).digest()[:16])
-        digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-        h = digest.hex()
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
+    ids: list[str] = stable_id_array(namespace, entity, legacy_keys).to_pylist()
+    return ids
+
+
+def stable_id_array(namespace: str, entity: str, legacy_keys: Iterable[object]) -> pa.Array:
+    """:func:`stable_ids` as an Arrow string array, for millions of keys at a time.
+
+    One SHA-1 per key is the only per-key Python step; setting the version and variant bits,
+    hex encoding and placing the dashes are done on the whole digest matrix with numpy.
+    """
+    prefix = namespace_uuid(namespace).bytes + f"{entity}:".encode()
+    keys = legacy_keys.tolist() if hasattr(legacy_keys, "tolist") else list(legacy_keys)
+    n = len(keys)
+    sha1 = hashlib.sha1
+    joined = b"".join([sha1(prefix + str(key).encode()).digest() for key in keys])
+    digests = np.frombuffer(joined, dtype=np.uint8).reshape(n, 20)[:, :16].copy()
+    digests[:, 6] = (digests[:, 6] & 0x0F) | 0x50  # version 5
+    digests[:, 8] = (digests[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    hexed = np.empty((n, 32), dtype=np.uint8)
+    hexed[:, 0::2] = _HEX[digests >> 4]
+    hexed[:, 1::2] = _HEX[digests & 0x0F]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for start, end, at in _GROUPS:
+        text[:, at : at + end - start] = hexed[:, start:end]
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_GROUPS = ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24))
+"""(first hex digit, end, position in the text) of the five dash-separated groups."""
 
 
 _ARROW_TYPES: dict[type, pa.DataType] = {

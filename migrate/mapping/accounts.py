@@ -28,10 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from migrate.mapping.outcomes import EXCEPTION_COLUMNS, concat, exceptions, where_or_none
+from migrate.mapping.outcomes import (
+    EXCEPTION_COLUMNS,
+    concat,
+    exceptions,
+    id_column,
+    lookup,
+    member,
+    where_or_none,
+)
 from migrate.mapping.policy import MapPolicy
 from migrate.reasons import ReasonCode
-from migrate.target_schema import stable_ids
 
 PREPAID, POSTPAID = "advance", "credit"
 
@@ -87,12 +94,10 @@ def map_account_money(
     found = [_invalid_limit_rows(accounts, own, hold), _inconsistent_rows(accounts, own, hold)]
     migrating = accounts[hold.isna().to_numpy()].reset_index(drop=True)
     parties = party_ids[hold.isna().to_numpy()].reset_index(drop=True)
-    pending = pending[pending["account_no"].isin(migrating["account_no"])]
+    pending = pending[member(pending["account_no"], migrating["account_no"])]
     money = _money(migrating, pending, roaming_minor, policy)
     found.extend(_money_exceptions(migrating, money, policy))
-    account_ids = pd.Series(
-        stable_ids(policy.namespace, "billing_account", migrating["account_no"])
-    )
+    account_ids = pd.Series(id_column(policy.namespace, "billing_account", migrating["account_no"]))
     billing_account = _billing_accounts(migrating, account_ids, parties, money)
     return AccountMoney(
         billing_account=billing_account,
@@ -145,7 +150,7 @@ def _money(
     balance = accounts["balance_minor"].to_numpy(dtype=np.int64)
     prepaid = (accounts["payment_type"] == PREPAID).to_numpy()
     owed = np.maximum(-balance, 0)
-    roaming = accounts["account_no"].map(roaming_minor).fillna(0).to_numpy(dtype=np.int64)
+    roaming = lookup(accounts["account_no"], roaming_minor).fillna(0).to_numpy(dtype=np.int64)
     origin = where_or_none(
         owed > 0,
         np.where(
@@ -159,8 +164,7 @@ def _money(
     if policy.small_debt == "write_off":
         write_off_mask |= small
     pending_sum = (
-        accounts["account_no"]
-        .map(pending.groupby("account_no")["amount_minor"].sum())
+        lookup(accounts["account_no"], pending.groupby("account_no")["amount_minor"].sum())
         .fillna(0)
         .to_numpy(dtype=np.int64)
     )
@@ -239,16 +243,16 @@ def _billing_accounts(
     return pd.DataFrame(
         {
             "billing_account_id": ids,
-            "party_id": parties.to_numpy(),
-            "legacy_account_no": accounts["account_no"].to_numpy(),
-            "brand": accounts["brand"].to_numpy(),
+            "party_id": parties.array,
+            "legacy_account_no": accounts["account_no"].array,
+            "brand": accounts["brand"].array,
             "rating_type": np.where(postpaid, "postpaid", "prepaid"),
-            "state": accounts["status"].to_numpy(),
-            "currency": accounts["currency"].to_numpy(),
+            "state": accounts["status"].array,
+            "currency": accounts["currency"].array,
             "credit_limit_minor": accounts["credit_limit_minor"].where(postpaid).astype("Int64"),
             "credit_limit_period": where_or_none(postpaid, "month"),
-            "dunning_suppressed": money["dunning_suppressed"].to_numpy(),
-            "region": accounts["region"].to_numpy(),
+            "dunning_suppressed": money["dunning_suppressed"].array,
+            "region": accounts["region"].array,
         }
     )
 
@@ -259,15 +263,15 @@ def _main_buckets(
     keys = accounts["account_no"]
     return pd.DataFrame(
         {
-            "bucket_id": stable_ids(policy.namespace, "balance_bucket", "main:" + keys),
+            "bucket_id": id_column(policy.namespace, "balance_bucket", "main:" + keys),
             "billing_account_id": ids,
             "bucket_type": "main",
             "usage_type": "monetary",
             "amount_minor": pd.array(money["main"].to_numpy(), dtype="Int64"),
             "amount_units": pd.array([None] * len(keys), dtype="Int64"),
-            "unit": accounts["currency"].to_numpy(),
+            "unit": accounts["currency"].array,
             "valid_to": pd.Series(pd.NaT, index=keys.index, dtype="datetime64[us]"),
-            "legacy_key": keys.to_numpy(),
+            "legacy_key": keys.array,
         }
     )
 
@@ -279,13 +283,13 @@ def _debts(
     keys = accounts["account_no"][owing]
     return pd.DataFrame(
         {
-            "debt_id": stable_ids(policy.namespace, "debt_item", keys),
-            "billing_account_id": ids[owing].to_numpy(),
-            "origin": money["origin"][owing].to_numpy(),
+            "debt_id": id_column(policy.namespace, "debt_item", keys),
+            "billing_account_id": ids[owing].array,
+            "origin": money["origin"][owing].array,
             "amount_minor": money["debt"][owing].to_numpy(dtype=np.int64),
-            "currency": accounts["currency"][owing].to_numpy(),
+            "currency": accounts["currency"][owing].array,
             "aged_from": pd.Series([policy.cutoff_date] * len(keys), dtype=object),
-            "legacy_key": keys.to_numpy(),
+            "legacy_key": keys.array,
         }
     )
 
@@ -293,18 +297,18 @@ def _debts(
 def _pending(
     pending: pd.DataFrame, accounts: pd.DataFrame, ids: pd.Series, policy: MapPolicy
 ) -> pd.DataFrame:
-    account_id = pending["account_no"].map(
-        pd.Series(ids.to_numpy(), index=accounts["account_no"].to_numpy())
+    account_id = lookup(
+        pending["account_no"], pd.Series(ids.to_numpy(), index=accounts["account_no"].to_numpy())
     )
     keys = pending["payment_id"].astype(str)
     return pd.DataFrame(
         {
-            "payment_id": stable_ids(policy.namespace, "pending_payment", keys),
-            "billing_account_id": account_id.to_numpy(),
+            "payment_id": id_column(policy.namespace, "pending_payment", keys),
+            "billing_account_id": account_id.array,
             "amount_minor": pending["amount_minor"].to_numpy(dtype=np.int64),
-            "currency": pending["currency"].to_numpy(),
-            "received_at": pending["received_at"].to_numpy(),
-            "legacy_payment_id": keys.to_numpy(),
+            "currency": pending["currency"].array,
+            "received_at": pending["received_at"].array,
+            "legacy_payment_id": keys.array,
         }
     )
 
@@ -337,14 +341,14 @@ def _actions(
         frames.append(
             pd.DataFrame(
                 {
-                    "action_id": stable_ids(policy.namespace, "balance_action", local),
-                    "billing_account_id": ids[mask].to_numpy(),
+                    "action_id": id_column(policy.namespace, "balance_action", local),
+                    "billing_account_id": ids[mask].array,
                     "kind": kind,
                     "amount_minor": pd.array(amount[mask].to_numpy(), dtype="Int64"),
                     "amount_units": pd.array([None] * int(mask.sum()), dtype="Int64"),
-                    "currency": accounts["currency"][mask].to_numpy(),
-                    "reason_code": reason[mask].to_numpy(),
-                    "idempotency_key": (policy.namespace + ":" + local).to_numpy(),
+                    "currency": accounts["currency"][mask].array,
+                    "reason_code": reason[mask].array,
+                    "idempotency_key": (policy.namespace + ":" + local).array,
                 }
             )
         )

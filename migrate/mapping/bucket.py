@@ -7,11 +7,12 @@ account that is not there; the lineage rule names the blocking code that held it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from migrate.mapping.accounts import AccountMoney, map_account_money
 from migrate.mapping.outcomes import (
@@ -20,13 +21,15 @@ from migrate.mapping.outcomes import (
     Outcome,
     concat,
     exceptions,
+    id_column,
     lineage,
+    lookup,
+    member,
     where_or_none,
 )
 from migrate.mapping.policy import MapPolicy
 from migrate.mapping.products import LIVE, MappedProducts, map_products
 from migrate.reasons import ReasonCode
-from migrate.target_schema import stable_ids
 
 EXCLUDED = "EXCLUDED"
 """Hold marker of an account a disposition excluded (not a reason code: nothing is wrong)."""
@@ -57,14 +60,18 @@ def map_bucket(frames: dict[str, pd.DataFrame], ctx: BucketContext) -> dict[str,
     """Map one partition; returns target tables, exceptions, lineage and the top-up forecast."""
     policy = ctx.policy
     accounts = frames["accounts"].reset_index(drop=True)
-    hold, pre_found, pre_lineage = _pre_holds(accounts, ctx)
+    hold, pre_found = _pre_holds(accounts, ctx)
     accounts = accounts.assign(hold_code=hold)
     party_ids = _party_ids(accounts, ctx, policy.namespace)
     payments = frames["payments"]
-    known = set(accounts["account_no"].tolist())
+    known = pa.array(accounts["account_no"], from_pandas=True)
     in_transit = _in_transit(payments, ctx)
     roaming = _roaming(frames["charges"], policy)
-    money = map_account_money(accounts, party_ids, in_transit, roaming, policy)
+    money = _exclude(
+        map_account_money(accounts, party_ids, in_transit, roaming, policy),
+        accounts["account_no"],
+        ctx.excluded_accounts,
+    )
     account_ids = pd.Series(
         money.billing_account["billing_account_id"].to_numpy(),
         index=money.billing_account["legacy_account_no"].to_numpy(),
@@ -85,7 +92,7 @@ def map_bucket(frames: dict[str, pd.DataFrame], ctx: BucketContext) -> dict[str,
         index=products.product["legacy_subscription_id"].to_numpy(),
     )
     found = [pre_found, money.exceptions, products.exceptions, bonus_parts[0]]
-    trail = [pre_lineage, bonus_parts[1]]
+    trail = [bonus_parts[1]]
     trail.append(_account_lineage(accounts, money.hold_code, account_ids))
     trail.append(_subscription_lineage(subs, products.own_hold, product_of))
     line_parts = _line_lineage(lines, subs, product_of, account_hold, known)
@@ -114,12 +121,10 @@ def map_bucket(frames: dict[str, pd.DataFrame], ctx: BucketContext) -> dict[str,
     }
 
 
-def _pre_holds(
-    accounts: pd.DataFrame, ctx: BucketContext
-) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
-    """Blocks decided before the account rules: extractor, missing client, exclusion."""
+def _pre_holds(accounts: pd.DataFrame, ctx: BucketContext) -> tuple[pd.Series, pd.DataFrame]:
+    """Blocks decided before the account rules: the extractor's, a missing client."""
     keys = accounts["account_no"]
-    hold = keys.map(ctx.withheld.get("accounts", {})).astype("string")
+    hold = lookup(keys, ctx.withheld.get("accounts", {})).astype("string")
     client_ids = accounts["client_id"].to_numpy(dtype=np.int64)
     if len(ctx.client_ids):
         position = np.minimum(np.searchsorted(ctx.client_ids, client_ids), len(ctx.client_ids) - 1)
@@ -128,26 +133,53 @@ def _pre_holds(
         no_client = np.ones(len(keys), dtype=bool)
     orphan = no_client & hold.isna().to_numpy()
     hold[orphan] = ReasonCode.ORPHAN_ROW.value
-    excluded = keys.isin(ctx.excluded_accounts).to_numpy() & hold.isna().to_numpy()
-    hold[excluded] = EXCLUDED
     found = exceptions(
         "accounts",
         keys[orphan],
         ReasonCode.ORPHAN_ROW,
         "client " + accounts["client_id"][orphan].astype(str) + " does not exist",
     )
-    left_out = lineage("accounts", keys[excluded], Outcome.NOT_MIGRATED, "disposition: excluded")
-    return hold, found, left_out
+    return hold, found
+
+
+def _exclude(money: AccountMoney, account_nos: pd.Series, excluded: frozenset[str]) -> AccountMoney:
+    """Leave out accounts a disposition excluded.
+
+    Their rules ran, so their exceptions are listed with the decision; nothing of theirs
+    reaches the target, and their hold marker holds everything on them.
+    """
+    out = member(account_nos, excluded) & money.hold_code.isna().to_numpy()
+    if not out.any():
+        return money
+    hold = money.hold_code.copy()
+    hold[out] = EXCLUDED
+    gone_keys = set(account_nos[out])
+    gone = member(money.billing_account["legacy_account_no"], gone_keys)
+    gone_ids = set(money.billing_account["billing_account_id"][gone])
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[~member(frame["billing_account_id"], gone_ids)].reset_index(drop=True)
+
+    return replace(
+        money,
+        billing_account=keep(money.billing_account),
+        balance_bucket=keep(money.balance_bucket),
+        debt_item=keep(money.debt_item),
+        pending_payment=keep(money.pending_payment),
+        balance_action=keep(money.balance_action),
+        hold_code=hold,
+        write_off=money.write_off[~member(money.write_off.index, gone_keys)],
+    )
 
 
 def _party_ids(accounts: pd.DataFrame, ctx: BucketContext, namespace: str) -> pd.Series:
     client = accounts["client_id"].astype(np.int64)
     survivor = client.map(ctx.survivor_of).fillna(client).astype(np.int64)
-    return pd.Series(stable_ids(namespace, "party", survivor.astype(str)), index=accounts.index)
+    return pd.Series(id_column(namespace, "party", survivor.astype(str)), index=accounts.index)
 
 
 def _in_transit(payments: pd.DataFrame, ctx: BucketContext) -> pd.DataFrame:
-    withheld = payments["payment_id"].astype(str).isin(ctx.withheld.get("payments", {}))
+    withheld = member(payments["payment_id"].astype(str), ctx.withheld.get("payments", {}).keys())
     transit = payments["posted_at"].isna() & ~withheld & payments["amount_minor"].notna()
     return payments[transit.to_numpy(dtype=bool)]
 
@@ -162,17 +194,19 @@ def _roaming(charges: pd.DataFrame, policy: MapPolicy) -> pd.Series:
 
 
 def _held_by(
-    subs: pd.DataFrame, account_hold: pd.Series, known: set[str], ctx: BucketContext
+    subs: pd.DataFrame, account_hold: pd.Series, known: pa.Array, ctx: BucketContext
 ) -> pd.Series:
     """Why each subscription cannot migrate because of its line or account (NA if it can)."""
     why = pd.Series(pd.NA, index=subs.index, dtype="string")
-    withheld = subs["subscription_id"].astype(str).map(ctx.withheld.get("subscriptions", {}))
+    withheld = lookup(subs["subscription_id"].astype(str), ctx.withheld.get("subscriptions", {}))
     why = why.fillna(withheld.astype("string"))
     line = ("line " + subs["line_hold"].astype("string")).astype("string")
     why = why.fillna(line)
-    orphan_line = ~subs["account_no"].isin(known)
-    why[orphan_line.to_numpy() & why.isna().to_numpy()] = "line ORPHAN_ROW"
-    account = ("account " + subs["account_no"].map(account_hold).astype("string")).astype("string")
+    orphan_line = ~member(subs["account_no"], known)
+    why[orphan_line & why.isna().to_numpy()] = "line ORPHAN_ROW"
+    account = ("account " + lookup(subs["account_no"], account_hold).astype("string")).astype(
+        "string"
+    )
     return why.fillna(account)
 
 
@@ -181,7 +215,8 @@ def _account_lineage(
 ) -> pd.DataFrame:
     keys = accounts["account_no"]
     mapped = hold.isna().to_numpy()
-    blocked = ~mapped & (hold != EXCLUDED).fillna(False).to_numpy(dtype=bool)
+    excluded = (hold == EXCLUDED).fillna(False).to_numpy(dtype=bool)
+    blocked = ~mapped & ~excluded
     return concat(
         [
             lineage(
@@ -190,9 +225,10 @@ def _account_lineage(
                 Outcome.MAPPED,
                 "billing_account",
                 "billing_account",
-                keys[mapped].map(account_ids),
+                lookup(keys[mapped], account_ids),
             ),
             lineage("accounts", keys[blocked], Outcome.EXCEPTION, hold[blocked]),
+            lineage("accounts", keys[excluded], Outcome.NOT_MIGRATED, "disposition: excluded"),
         ],
         LINEAGE_COLUMNS,
     )
@@ -202,7 +238,7 @@ def _subscription_lineage(
     subs: pd.DataFrame, own_hold: pd.Series, product_of: pd.Series
 ) -> pd.DataFrame:
     keys = subs["subscription_id"].astype(str)
-    target = keys.map(product_of)
+    target = lookup(keys, product_of)
     mapped = target.notna().to_numpy()
     own = own_hold.notna().to_numpy() & ~mapped
     held = ~mapped & ~own
@@ -223,11 +259,11 @@ def _line_lineage(
     subs: pd.DataFrame,
     product_of: pd.Series,
     account_hold: pd.Series,
-    known: set[str],
+    known: pa.Array,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Lines: orphans raise ORPHAN_ROW; the rest point to their latest migrated product."""
     keys = lines["iccid"]
-    orphan = ~lines["account_no"].isin(known).to_numpy()
+    orphan = ~member(lines["account_no"], known)
     found = exceptions(
         "lines",
         keys[orphan],
@@ -235,16 +271,16 @@ def _line_lineage(
         "account '" + lines["account_no"][orphan].fillna("").astype(str) + "' does not exist",
     )
     latest = (
-        subs.assign(product_id=subs["subscription_id"].astype(str).map(product_of))
+        subs.assign(product_id=lookup(subs["subscription_id"].astype(str), product_of))
         .dropna(subset=["product_id"])
         .sort_values(["started_at", "subscription_id"], kind="stable")
         .drop_duplicates("iccid", keep="last")
         .set_index("iccid")["product_id"]
     )
-    target = keys.map(latest)
+    target = lookup(keys, latest)
     own = lines["hold_code"].notna().to_numpy() & ~orphan
     blocking = own & (lines["hold_code"] != ReasonCode.UNCONSENTED_LINE.value).to_numpy()
-    account = lines["account_no"].map(account_hold).astype("string")
+    account = lookup(lines["account_no"], account_hold).astype("string")
     mapped = target.notna().to_numpy() & ~orphan & ~own
     held = ~mapped & ~orphan & ~blocking
     held_rule = (
@@ -268,17 +304,17 @@ def _line_lineage(
 def _payment_lineage(
     payments: pd.DataFrame,
     account_hold: pd.Series,
-    known: set[str],
+    known: pa.Array,
     in_transit: pd.DataFrame,
     ctx: BucketContext,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     keys = payments["payment_id"].astype(str)
-    orphan = ~payments["account_no"].isin(known).to_numpy()
-    withheld = keys.map(ctx.withheld.get("payments", {}))
+    orphan = ~member(payments["account_no"], known)
+    withheld = lookup(keys, ctx.withheld.get("payments", {}))
     own = withheld.notna().to_numpy() & ~orphan
-    account = payments["account_no"].map(account_hold)
+    account = lookup(payments["account_no"], account_hold)
     held = account.notna().to_numpy() & ~orphan & ~own
-    transit = payments.index.isin(in_transit.index) & ~orphan & ~own & ~held
+    transit = member(payments.index, in_transit.index) & ~orphan & ~own & ~held
     posted = ~orphan & ~own & ~held & ~transit
     transit_keys = keys[transit]
     found = [
@@ -301,7 +337,7 @@ def _payment_lineage(
             payments["currency"][transit].to_numpy(),
         ),
     ]
-    ids = stable_ids(ctx.policy.namespace, "pending_payment", transit_keys)
+    ids = id_column(ctx.policy.namespace, "pending_payment", transit_keys)
     trail = [
         lineage("payments", keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
         lineage("payments", keys[own], Outcome.EXCEPTION, withheld[own]),
@@ -313,13 +349,13 @@ def _payment_lineage(
 
 
 def _history_lineage(
-    entity: str, rows: pd.DataFrame, known: set[str], ctx: BucketContext
+    entity: str, rows: pd.DataFrame, known: pa.Array, ctx: BucketContext
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Charges and orders stay in legacy (history); those of unknown accounts are orphans."""
     key = "charge_id" if entity == "charges" else "order_id"
     keys = rows[key].astype(str)
-    orphan = ~rows["account_no"].isin(known).to_numpy()
-    withheld = keys.map(ctx.withheld.get(entity, {}))
+    orphan = ~member(rows["account_no"], known)
+    withheld = lookup(keys, ctx.withheld.get(entity, {}))
     own = withheld.notna().to_numpy() & ~orphan
     rest = ~orphan & ~own
     found = exceptions(
@@ -342,16 +378,16 @@ def _bonuses(
     bonuses: pd.DataFrame,
     account_hold: pd.Series,
     account_currency: pd.Series,
-    known: set[str],
+    known: pa.Array,
     ctx: BucketContext,
 ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame]]:
     """Live bonuses become bonus buckets with their expiry; expired ones are reported."""
     policy = ctx.policy
     keys = bonuses["bonus_id"].astype(str)
-    orphan = ~bonuses["account_no"].isin(known).to_numpy()
-    withheld = keys.map(ctx.withheld.get("bonuses", {}))
+    orphan = ~member(bonuses["account_no"], known)
+    withheld = lookup(keys, ctx.withheld.get("bonuses", {}))
     own = withheld.notna().to_numpy() & ~orphan
-    account = bonuses["account_no"].map(account_hold)
+    account = lookup(bonuses["account_no"], account_hold)
     held = account.notna().to_numpy() & ~orphan & ~own
     expired = (bonuses["expires_at"] < policy.cutoff_ts).fillna(False).to_numpy(dtype=bool)
     expired = expired & ~orphan & ~own & ~held
@@ -360,11 +396,11 @@ def _bonuses(
     chosen_keys = keys[live]
     money = (chosen["kind"] == "money").to_numpy()
     amount = chosen["amount_units"].to_numpy(dtype=np.int64)
-    account_ids = stable_ids(policy.namespace, "billing_account", chosen["account_no"])
+    account_ids = id_column(policy.namespace, "billing_account", chosen["account_no"])
     # A bonus has no currency of its own: money bonuses are in the account's currency.
-    currency = chosen["account_no"].map(account_currency).to_numpy()
+    currency = lookup(chosen["account_no"], account_currency).to_numpy()
     unit = np.where(money, currency, np.where(chosen["kind"] == "data_mb", "MB", "MIN"))
-    bucket_ids = stable_ids(policy.namespace, "balance_bucket", "bonus:" + chosen_keys)
+    bucket_ids = id_column(policy.namespace, "balance_bucket", "bonus:" + chosen_keys)
     buckets = pd.DataFrame(
         {
             "bucket_id": bucket_ids,
@@ -376,21 +412,21 @@ def _bonuses(
             "amount_minor": pd.array(where_or_none(money, amount), dtype="Int64"),
             "amount_units": pd.array(where_or_none(~money, amount), dtype="Int64"),
             "unit": unit,
-            "valid_to": chosen["expires_at"].to_numpy(),
-            "legacy_key": chosen_keys.to_numpy(),
+            "valid_to": chosen["expires_at"].array,
+            "legacy_key": chosen_keys.array,
         }
     )
     local = "opening_balance:bonus:" + chosen_keys
     actions = pd.DataFrame(
         {
-            "action_id": stable_ids(policy.namespace, "balance_action", local),
+            "action_id": id_column(policy.namespace, "balance_action", local),
             "billing_account_id": account_ids,
             "kind": "opening_balance",
-            "amount_minor": buckets["amount_minor"].to_numpy(),
-            "amount_units": buckets["amount_units"].to_numpy(),
+            "amount_minor": buckets["amount_minor"].array,
+            "amount_units": buckets["amount_units"].array,
             "currency": where_or_none(money, currency),
             "reason_code": "bonus",
-            "idempotency_key": (policy.namespace + ":" + local).to_numpy(),
+            "idempotency_key": (policy.namespace + ":" + local).array,
         }
     )
     found = concat(
@@ -444,7 +480,7 @@ def _totals(
     held = hold.notna().to_numpy()
     frame = pd.DataFrame(
         {
-            "currency": accounts["currency"].to_numpy(),
+            "currency": accounts["currency"].array,
             "accounts": 1,
             "legacy_balance_minor": accounts["balance_minor"].fillna(0).to_numpy(dtype=np.int64),
             "withheld_balances": accounts["balance_minor"].isna().to_numpy().astype(np.int64),
@@ -458,7 +494,7 @@ def _totals(
 
     def by_currency(rows: pd.DataFrame, column: str = "amount_minor") -> pd.Series:
         values = rows[column].fillna(0).astype(np.int64)
-        return values.groupby(rows["billing_account_id"].map(ids).to_numpy()).sum()
+        return values.groupby(lookup(rows["billing_account_id"], ids).to_numpy()).sum()
 
     bonus_money = bonus_buckets[bonus_buckets["usage_type"] == "monetary"]
     actions = money.balance_action
@@ -485,28 +521,28 @@ def _forecast(
     account's: its main balance, the sum of its due fees and the top-up that covers them.
     """
     product = products.product.assign(fee=products.monthly_fee_minor.to_numpy())
-    due = product[product["status"].isin(LIVE) & product["fee_state"].isin(["due", "payg"])]
+    due = product[member(product["status"], LIVE) & member(product["fee_state"], ["due", "payg"])]
     fees = due.groupby("billing_account_id")["fee"].sum().rename("next_fees_minor")
     main = main_buckets.set_index("billing_account_id")["amount_minor"].rename("main_balance_minor")
     prepaid = accounts[accounts["rating_type"] == "prepaid"].set_index("billing_account_id")
     owing = prepaid.join(fees, how="inner").join(main, how="inner")
     owing = owing[owing["main_balance_minor"] < owing["next_fees_minor"]]
-    rows = due[due["billing_account_id"].isin(owing.index)].join(owing, on="billing_account_id")
+    rows = due[member(due["billing_account_id"], owing.index)].join(owing, on="billing_account_id")
     language = subs.set_index(subs["subscription_id"].astype(str))["language"]
     rows = rows.sort_values(["legacy_account_no", "msisdn"], kind="stable")
     return pd.DataFrame(
         {
-            "msisdn": rows["msisdn"].to_numpy(),
-            "language": rows["legacy_subscription_id"].map(language).to_numpy(),
-            "legacy_account_no": rows["legacy_account_no"].to_numpy(),
-            "billing_account_id": rows["billing_account_id"].to_numpy(),
-            "currency": rows["currency"].to_numpy(),
+            "msisdn": rows["msisdn"].array,
+            "language": lookup(rows["legacy_subscription_id"], language).array,
+            "legacy_account_no": rows["legacy_account_no"].array,
+            "billing_account_id": rows["billing_account_id"].array,
+            "currency": rows["currency"].array,
             "main_balance_minor": rows["main_balance_minor"].to_numpy(dtype=np.int64),
             "next_fees_minor": rows["next_fees_minor"].to_numpy(dtype=np.int64),
             "needed_minor": (rows["next_fees_minor"] - rows["main_balance_minor"]).to_numpy(
                 dtype=np.int64
             ),
-            "next_charge_date": rows["next_charge_date"].to_numpy(),
+            "next_charge_date": rows["next_charge_date"].array,
         },
         columns=list(FORECAST_COLUMNS),
     )

@@ -30,6 +30,7 @@ from migrate.mapping.outcomes import (
     concat,
     exceptions,
     lineage,
+    member,
 )
 from migrate.mapping.policy import MapPolicy
 from migrate.reasons import ReasonCode
@@ -73,7 +74,7 @@ def check_lines(lines: pd.DataFrame, policy: MapPolicy) -> tuple[pd.DataFrame, p
     """Normalised numbers, consent state and the blocking code (if any) of every line."""
     e164 = normalise_msisdns(pa.array(lines["msisdn"].astype(object), type=pa.string()))
     valid = e164.is_valid().to_numpy(zero_copy_only=False)
-    live = lines["status"].isin(LIVE).to_numpy()
+    live = member(lines["status"], LIVE)
     duplicate = in_duplicate_groups(e164, live & valid)
     inconsistent = (lines["terminated_at"] < lines["activated_at"]).fillna(False).to_numpy()
     dealer = (lines["channel"] == "dealer").fillna(False).to_numpy()
@@ -93,15 +94,15 @@ def check_lines(lines: pd.DataFrame, policy: MapPolicy) -> tuple[pd.DataFrame, p
         hold[mask] = code.value
     checked = pd.DataFrame(
         {
-            "iccid": lines["iccid"].to_numpy(),
-            "msisdn": lines["msisdn"].to_numpy(),
-            "account_no": lines["account_no"].to_numpy(),
-            "e164": e164.to_pandas().to_numpy(),
-            "status": lines["status"].to_numpy(),
-            "activated_at": lines["activated_at"].to_numpy(),
+            "iccid": lines["iccid"].array,
+            "msisdn": lines["msisdn"].array,
+            "account_no": lines["account_no"].array,
+            "e164": e164.to_pandas().array,
+            "status": lines["status"].array,
+            "activated_at": lines["activated_at"].array,
             "hold_code": hold,
             "consent_state": consent_state,
-            "language": lines["language"].to_numpy(),
+            "language": lines["language"].array,
         }
     )
     iccid = lines["iccid"]
@@ -140,7 +141,7 @@ def attach_subscriptions(
     subscriptions: pd.DataFrame, lines: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Each subscription with its line's account, SIM and state; orphans reported."""
-    preferred = lines.assign(_live=lines["status"].isin(LIVE)).sort_values(
+    preferred = lines.assign(_live=member(lines["status"], LIVE)).sort_values(
         ["_live", "activated_at", "iccid"], ascending=[False, False, True], kind="stable"
     )
     preferred = preferred.drop_duplicates("msisdn", keep="first")[

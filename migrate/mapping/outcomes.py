@@ -7,14 +7,17 @@ Rules build both as small DataFrames with the helpers below, so every rule write
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from migrate.reasons import ReasonCode
+from migrate.target_schema import stable_id_array
 
 
 class Outcome(StrEnum):
@@ -108,7 +111,7 @@ def lineage(
     outcome: Outcome,
     rule: str | pd.Series,
     target_table: str | None = None,
-    target_ids: Sequence[str | None] | pd.Series | None = None,
+    target_ids: Sequence[str | None] | pd.Series | pd.api.extensions.ExtensionArray | None = None,
 ) -> pd.DataFrame:
     """Lineage rows for ``keys`` of ``entity``."""
     key_values = _texts(keys)
@@ -146,3 +149,50 @@ def where_or_none(condition: np.ndarray | pd.Series, values: object) -> np.ndarr
     out = np.full(len(mask), None, dtype=object)
     out[mask] = np.broadcast_to(np.asarray(values, dtype=object), len(mask))[mask]
     return out
+
+
+def member(values: pd.Series | pd.Index, candidates: Iterable[object] | pa.Array) -> np.ndarray:
+    """True where a value is among ``candidates`` (nulls never are), as a numpy bool array.
+
+    pandas' ``isin`` on Arrow-backed text walks the values in Python; Arrow's ``is_in`` does
+    not, which matters at millions of rows.
+    """
+    if isinstance(values, pd.Index):
+        values = pd.Series(values)
+    array = pa.array(values, from_pandas=True)
+    if isinstance(candidates, pa.Array):
+        value_set = candidates
+    else:
+        listed = list(candidates.tolist() if isinstance(candidates, pd.Index) else candidates)
+        value_set = pa.array(listed, type=array.type if listed else None)
+    if len(value_set) == 0 or len(array) == 0:
+        return np.zeros(len(array), dtype=bool)
+    if value_set.type != array.type:
+        value_set = value_set.cast(array.type)
+    found = pc.is_in(array, value_set=value_set)
+    return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def lookup(values: pd.Series, mapping: pd.Series | Mapping[Any, Any]) -> pd.Series:
+    """``values.map(mapping)`` computed by Arrow (missing keys give nulls), same index.
+
+    pandas' ``map`` hashes Arrow-backed text through Python objects; ``index_in`` + ``take``
+    stays in Arrow. The result is Arrow-backed: nullable integers stay integers.
+    """
+    if not isinstance(mapping, pd.Series):
+        mapping = pd.Series(list(mapping.values()), index=list(mapping.keys()), dtype=object)
+    probe = pa.array(values.reset_index(drop=True), from_pandas=True)
+    if len(mapping) == 0 or len(probe) == 0:
+        return pd.Series([None] * len(values), index=values.index, dtype=object)
+    keys = pa.array(pd.Series(mapping.index), from_pandas=True)
+    if keys.type != probe.type:
+        keys = keys.cast(probe.type)
+    targets = pa.array(mapping.reset_index(drop=True), from_pandas=True)
+    found = pc.take(targets, pc.index_in(probe, value_set=keys))
+    return pd.Series(pd.arrays.ArrowExtensionArray(found), index=values.index)
+
+
+def id_column(namespace: str, entity: str, legacy_keys: object) -> pd.api.extensions.ExtensionArray:
+    """Stable IDs (:func:`~migrate.target_schema.stable_id_array`) as a frame column."""
+    ids = stable_id_array(namespace, entity, legacy_keys)  # type: ignore[arg-type]
+    return pd.arrays.ArrowExtensionArray(ids)

@@ -19,11 +19,17 @@ import pandas as pd
 import pyarrow as pa
 
 from migrate.mapping.identity import damaged_names, merged_away, valid_national_ids
-from migrate.mapping.outcomes import EXCEPTION_COLUMNS, LINEAGE_COLUMNS, Outcome, concat
+from migrate.mapping.outcomes import (
+    EXCEPTION_COLUMNS,
+    LINEAGE_COLUMNS,
+    Outcome,
+    concat,
+    id_column,
+    lookup,
+)
 from migrate.mapping.outcomes import exceptions as exception_rows
 from migrate.mapping.outcomes import lineage as lineage_rows
 from migrate.reasons import ReasonCode
-from migrate.target_schema import stable_ids
 
 PARTY_TYPES = {"individual": "individual", "corporate": "organization"}
 
@@ -48,16 +54,16 @@ def map_parties(clients: pd.DataFrame, namespace: str) -> MappedParties:
     merged = merged_away(national, order, valid)
     client_ids = clients["client_id"]
     survivors = _survivors(clients, valid, merged)
-    survivor_party = stable_ids(namespace, "party", survivors.astype(str).tolist())
+    survivor_party = id_column(namespace, "party", survivors.astype(str).tolist())
     kept = ~merged
-    party_ids = stable_ids(namespace, "party", client_ids[kept].astype(str).tolist())
+    party_ids = id_column(namespace, "party", client_ids[kept].astype(str).tolist())
     party = pd.DataFrame(
         {
             "party_id": party_ids,
-            "national_id": clients["national_id"].where(valid)[kept].to_numpy(),
-            "party_type": clients["client_type"][kept].map(PARTY_TYPES).fillna("individual"),
-            "name": clients["name"][kept].to_numpy(),
-            "legacy_client_id": client_ids[kept].astype(str).to_numpy(),
+            "national_id": clients["national_id"].where(valid)[kept].array,
+            "party_type": lookup(clients["client_type"][kept], PARTY_TYPES).fillna("individual"),
+            "name": clients["name"][kept].array,
+            "legacy_client_id": client_ids[kept].astype(str).array,
         }
     )
     found = [

@@ -25,10 +25,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from migrate.mapping.outcomes import EXCEPTION_COLUMNS, concat, exceptions, where_or_none
+from migrate.mapping.outcomes import (
+    EXCEPTION_COLUMNS,
+    concat,
+    exceptions,
+    id_column,
+    lookup,
+    member,
+    where_or_none,
+)
 from migrate.mapping.policy import MapPolicy
 from migrate.reasons import ReasonCode
-from migrate.target_schema import stable_ids
 
 LIVE = ("active", "suspended")
 _STATUS = {"active": "active", "suspended": "suspended", "ended": "terminated"}
@@ -69,9 +76,9 @@ def map_products(
     cancelled = (
         subs["cancelled_at"].notna()
         & (subs["cancelled_at"] < policy.cutoff_ts)
-        & subs["status"].isin(LIVE)
+        & member(subs["status"], LIVE)
     ).to_numpy(dtype=bool)
-    live = subs["status"].isin(LIVE).to_numpy() & ~cancelled
+    live = member(subs["status"], LIVE) & ~cancelled
     unmapped = live & subs["offering_id"].isna().to_numpy()
     inconsistent = (subs["ended_at"] < subs["started_at"]).fillna(False).to_numpy(dtype=bool)
     own = pd.Series(pd.NA, index=subs.index, dtype="string")
@@ -96,24 +103,26 @@ def map_products(
     migrating = (own.isna() & subs["held_by"].isna()).to_numpy(dtype=bool)
     found.append(_charged_after_cancellation(subs[cancelled & migrating], fee_charges))
     chosen = subs[migrating]
-    status = np.where(cancelled[migrating], "terminated", chosen["status"].map(_STATUS))
+    status = np.where(
+        cancelled[migrating], "terminated", lookup(chosen["status"], _STATUS).to_numpy(dtype=object)
+    )
     fee_state, next_charge = _fee_state(chosen, status, policy)
     product = pd.DataFrame(
         {
-            "product_id": stable_ids(
+            "product_id": id_column(
                 policy.namespace, "product", chosen["subscription_id"].astype(str)
             ),
-            "billing_account_id": chosen["account_no"].map(account_ids).to_numpy(),
-            "msisdn": chosen["e164"].to_numpy(),
-            "iccid": chosen["iccid"].to_numpy(),
-            "offering_id": chosen["offering_id"].to_numpy(),
-            "legacy_subscription_id": chosen["subscription_id"].astype(str).to_numpy(),
+            "billing_account_id": lookup(chosen["account_no"], account_ids).array,
+            "msisdn": chosen["e164"].array,
+            "iccid": chosen["iccid"].array,
+            "offering_id": chosen["offering_id"].array,
+            "legacy_subscription_id": chosen["subscription_id"].astype(str).array,
             "status": status,
-            "original_start_date": chosen["started_at"].dt.normalize().to_numpy(),
-            "charged_through_date": pd.to_datetime(chosen["fee_charged_through"]).to_numpy(),
-            "next_charge_date": next_charge.to_numpy(),
+            "original_start_date": chosen["started_at"].dt.normalize().array,
+            "charged_through_date": pd.to_datetime(chosen["fee_charged_through"]).array,
+            "next_charge_date": next_charge.array,
             "fee_state": fee_state,
-            "consent_state": chosen["consent_state"].to_numpy(),
+            "consent_state": chosen["consent_state"].array,
         }
     )
     return MappedProducts(
