@@ -160,8 +160,12 @@ def member(values: pd.Series | pd.Index, candidates: Iterable[object] | pa.Array
     if isinstance(values, pd.Index):
         values = pd.Series(values)
     array = pa.array(values, from_pandas=True)
+    if len(array) == 0:
+        return np.zeros(0, dtype=bool)
     if isinstance(candidates, pa.Array):
         value_set = candidates
+    elif isinstance(candidates, pd.Series):
+        value_set = pa.array(candidates, from_pandas=True)
     else:
         listed = list(candidates.tolist() if isinstance(candidates, pd.Index) else candidates)
         value_set = pa.array(listed, type=array.type if listed else None)
