@@ -28,6 +28,7 @@ test: lint  ## lint, then the test suite (database tests skip unless the servers
 
 bench: $(STAMP)  ## speed and memory benchmarks, run by hand: make bench ACCOUNTS=1000000
 	$(BIN)/python bench/bench_extract.py --accounts $(or $(ACCOUNTS),1000000)
+	$(BIN)/python bench/bench_map.py --accounts $(or $(ACCOUNTS),1000000)
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache .import_linter_cache *.egg-info

@@ -166,7 +166,7 @@ PRODUCT = sa.Table(
     sa.Column("charged_through_date", sa.Date, comment="last day already paid for in legacy"),
     sa.Column("next_charge_date", sa.Date, comment="when the new platform next takes the fee"),
     _text("fee_state", "paid, due or payg (SPEC §5.5)"),
-    _text("consent_state", "given or pending (dealer lines without evidence)"),
+    _text("consent_state", "given (evidence on file), not_recorded, or pending (dealer line)"),
     _run(),
     comment="Subscribed products of lines (TMF637)",
     mysql_charset="utf8mb4",
