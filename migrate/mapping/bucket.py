@@ -301,6 +301,75 @@ def _line_lineage(
     )
 
 
+@dataclass(frozen=True)
+class _Fates:
+    """Where each row of an entity hanging off accounts stands before its own rule."""
+
+    entity: str
+    keys: pd.Series
+    accounts: pd.Series
+    orphan: np.ndarray
+    """Its account is not in the snapshot: ORPHAN_ROW."""
+    withheld: pd.Series
+    own: np.ndarray
+    """The extractor withheld one of its values (a blocking code)."""
+    account: pd.Series
+    held: np.ndarray
+    """Its account does not migrate."""
+
+    @property
+    def rest(self) -> np.ndarray:
+        """Rows the entity's own rule decides."""
+        return np.asarray(~self.orphan & ~self.own & ~self.held, dtype=bool)
+
+    def orphan_exceptions(
+        self, amounts: pd.Series | None = None, currency: pd.Series | None = None
+    ) -> pd.DataFrame:
+        """ORPHAN_ROW for every orphan, with its amount where money is involved."""
+        mask = self.orphan
+        return exceptions(
+            self.entity,
+            self.keys[mask],
+            ReasonCode.ORPHAN_ROW,
+            "account '" + self.accounts[mask].fillna("").astype(str) + "' does not exist",
+            None if amounts is None else amounts[mask].to_numpy(),
+            None if currency is None else currency[mask].to_numpy(),
+        )
+
+    def lineage(self) -> list[pd.DataFrame]:
+        """Lineage of orphans, withheld rows and rows held with their account."""
+        return [
+            lineage(self.entity, self.keys[self.orphan], Outcome.EXCEPTION, "ORPHAN_ROW"),
+            lineage(self.entity, self.keys[self.own], Outcome.EXCEPTION, self.withheld[self.own]),
+            lineage(
+                self.entity,
+                self.keys[self.held],
+                Outcome.HELD,
+                "account " + self.account[self.held].astype(str),
+            ),
+        ]
+
+
+def _fates(
+    entity: str,
+    rows: pd.DataFrame,
+    key: str,
+    account_hold: pd.Series | None,
+    known: pa.Array,
+    ctx: BucketContext,
+) -> _Fates:
+    keys = rows[key].astype(str)
+    orphan = ~member(rows["account_no"], known)
+    withheld = lookup(keys, ctx.withheld.get(entity, {}))
+    own = withheld.notna().to_numpy() & ~orphan
+    if account_hold is None:
+        account = pd.Series([None] * len(rows), index=rows.index, dtype=object)
+    else:
+        account = lookup(rows["account_no"], account_hold)
+    held = account.notna().to_numpy() & ~orphan & ~own
+    return _Fates(entity, keys, rows["account_no"], orphan, withheld, own, account, held)
+
+
 def _payment_lineage(
     payments: pd.DataFrame,
     account_hold: pd.Series,
@@ -308,26 +377,12 @@ def _payment_lineage(
     in_transit: pd.DataFrame,
     ctx: BucketContext,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    keys = payments["payment_id"].astype(str)
-    orphan = ~member(payments["account_no"], known)
-    withheld = lookup(keys, ctx.withheld.get("payments", {}))
-    own = withheld.notna().to_numpy() & ~orphan
-    account = lookup(payments["account_no"], account_hold)
-    held = account.notna().to_numpy() & ~orphan & ~own
-    transit = member(payments.index, in_transit.index) & ~orphan & ~own & ~held
-    posted = ~orphan & ~own & ~held & ~transit
-    transit_keys = keys[transit]
+    fate = _fates("payments", payments, "payment_id", account_hold, known, ctx)
+    transit = member(payments.index, in_transit.index) & fate.rest
+    posted = fate.rest & ~transit
+    transit_keys = fate.keys[transit]
     found = [
-        exceptions(
-            "payments",
-            keys[orphan],
-            ReasonCode.ORPHAN_ROW,
-            "account '"
-            + payments["account_no"][orphan].fillna("").astype(str)
-            + "' does not exist",
-            payments["amount_minor"][orphan].to_numpy(),
-            payments["currency"][orphan].to_numpy(),
-        ),
+        fate.orphan_exceptions(payments["amount_minor"], payments["currency"]),
         exceptions(
             "payments",
             transit_keys,
@@ -339,11 +394,11 @@ def _payment_lineage(
     ]
     ids = id_column(ctx.policy.namespace, "pending_payment", transit_keys)
     trail = [
-        lineage("payments", keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
-        lineage("payments", keys[own], Outcome.EXCEPTION, withheld[own]),
-        lineage("payments", keys[held], Outcome.HELD, "account " + account[held].astype(str)),
+        *fate.lineage(),
         lineage("payments", transit_keys, Outcome.MAPPED, "in_transit", "pending_payment", ids),
-        lineage("payments", keys[posted], Outcome.NOT_MIGRATED, "posted: in the legacy balance"),
+        lineage(
+            "payments", fate.keys[posted], Outcome.NOT_MIGRATED, "posted: in the legacy balance"
+        ),
     ]
     return concat(found, EXCEPTION_COLUMNS), concat(trail, LINEAGE_COLUMNS)
 
@@ -353,25 +408,11 @@ def _history_lineage(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Charges and orders stay in legacy (history); those of unknown accounts are orphans."""
     key = "charge_id" if entity == "charges" else "order_id"
-    keys = rows[key].astype(str)
-    orphan = ~member(rows["account_no"], known)
-    withheld = lookup(keys, ctx.withheld.get(entity, {}))
-    own = withheld.notna().to_numpy() & ~orphan
-    rest = ~orphan & ~own
-    found = exceptions(
-        entity,
-        keys[orphan],
-        ReasonCode.ORPHAN_ROW,
-        "account '" + rows["account_no"][orphan].fillna("").astype(str) + "' does not exist",
+    fate = _fates(entity, rows, key, None, known, ctx)
+    history = lineage(
+        entity, fate.keys[fate.rest], Outcome.NOT_MIGRATED, "history: stays in legacy"
     )
-    return found, concat(
-        [
-            lineage(entity, keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
-            lineage(entity, keys[own], Outcome.EXCEPTION, withheld[own]),
-            lineage(entity, keys[rest], Outcome.NOT_MIGRATED, "history: stays in legacy"),
-        ],
-        LINEAGE_COLUMNS,
-    )
+    return fate.orphan_exceptions(), concat([*fate.lineage(), history], LINEAGE_COLUMNS)
 
 
 def _bonuses(
@@ -383,15 +424,11 @@ def _bonuses(
 ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame]]:
     """Live bonuses become bonus buckets with their expiry; expired ones are reported."""
     policy = ctx.policy
-    keys = bonuses["bonus_id"].astype(str)
-    orphan = ~member(bonuses["account_no"], known)
-    withheld = lookup(keys, ctx.withheld.get("bonuses", {}))
-    own = withheld.notna().to_numpy() & ~orphan
-    account = lookup(bonuses["account_no"], account_hold)
-    held = account.notna().to_numpy() & ~orphan & ~own
+    fate = _fates("bonuses", bonuses, "bonus_id", account_hold, known, ctx)
+    keys = fate.keys
     expired = (bonuses["expires_at"] < policy.cutoff_ts).fillna(False).to_numpy(dtype=bool)
-    expired = expired & ~orphan & ~own & ~held
-    live = ~orphan & ~own & ~held & ~expired
+    expired = expired & fate.rest
+    live = fate.rest & ~expired
     chosen = bonuses[live]
     chosen_keys = keys[live]
     money = (chosen["kind"] == "money").to_numpy()
@@ -431,14 +468,7 @@ def _bonuses(
     )
     found = concat(
         [
-            exceptions(
-                "bonuses",
-                keys[orphan],
-                ReasonCode.ORPHAN_ROW,
-                "account '"
-                + bonuses["account_no"][orphan].fillna("").astype(str)
-                + "' does not exist",
-            ),
+            fate.orphan_exceptions(),
             exceptions(
                 "bonuses",
                 keys[expired],
@@ -451,10 +481,8 @@ def _bonuses(
     )
     trail = concat(
         [
-            lineage("bonuses", keys[orphan], Outcome.EXCEPTION, ReasonCode.ORPHAN_ROW.value),
-            lineage("bonuses", keys[own], Outcome.EXCEPTION, withheld[own]),
-            lineage("bonuses", keys[held], Outcome.HELD, "account " + account[held].astype(str)),
-            lineage("bonuses", keys[expired], Outcome.NOT_MIGRATED, ReasonCode.BONUS_EXPIRED.value),
+            *fate.lineage(),
+            lineage("bonuses", keys[expired], Outcome.NOT_MIGRATED, "BONUS_EXPIRED"),
             lineage(
                 "bonuses", chosen_keys, Outcome.MAPPED, "bonus_bucket", "balance_bucket", bucket_ids
             ),

@@ -15,7 +15,6 @@ copied onto each exception they cover, so the exceptions table carries the audit
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from migrate.errors import InputError
+from migrate.mapping.csvfile import read_rows
 from migrate.reasons import ReasonCode, Severity
 
 COLUMNS = ("entity", "legacy_key", "reason_code", "disposition", "decided_by", "decided_at", "why")
@@ -71,14 +71,7 @@ def load_dispositions(path: Path) -> Dispositions:
     if not path.exists():
         empty = pd.DataFrame({c: pd.Series(dtype="string") for c in [*COLUMNS[:3], *_RECORDED]})
         return Dispositions(empty, "")
-    data = path.read_bytes()
-    reader = csv.DictReader(data.decode("utf-8-sig").splitlines())
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise InputError(
-            f"{path.name} lacks column(s) {', '.join(missing)}",
-            hint=f"the header is: {','.join(COLUMNS)}",
-        )
+    data, reader = read_rows(path, COLUMNS)
     rows = []
     seen: set[tuple[str, str, str]] = set()
     for line, row in enumerate(reader, start=2):

@@ -10,7 +10,6 @@ reported so stale rows do not linger.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -20,6 +19,7 @@ import pandas as pd
 
 from migrate.errors import InputError
 from migrate.legacy_schema import CURRENCY_EXPONENTS
+from migrate.mapping.csvfile import read_rows
 from migrate.target_schema import stable_ids
 
 COLUMNS = (
@@ -99,14 +99,7 @@ def load_tariff_map(path: Path) -> TariffMap:
             f"tariff mapping {path} does not exist",
             hint="create it (see runbooks/02-map.md) or set [map] tariffs in billmig.toml",
         )
-    data = path.read_bytes()
-    reader = csv.DictReader(data.decode("utf-8-sig").splitlines())
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise InputError(
-            f"{path.name} lacks column(s) {', '.join(missing)}",
-            hint=f"the header is: {','.join(COLUMNS)}",
-        )
+    data, reader = read_rows(path, COLUMNS)
     offering_of: dict[str, str] = {}
     offerings: dict[str, Offering] = {}
     for line, row in enumerate(reader, start=2):
