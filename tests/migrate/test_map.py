@@ -1,8 +1,8 @@
 """``billmig map`` end to end on synth data: planted anomalies, lineage, conservation (issue 3).
 
-One synthetic legacy database (3 000 accounts, 1 % of them per planted code) is extracted once
-per module; maps run with several partitions and two worker processes, so the checks that span
-partitions (duplicate numbers and clients, orphans) are exercised across partition borders.
+The demo's synthetic legacy database (20 000 accounts, seed 42, 0.2 % of accounts per planted
+code) is extracted once per module; maps run with four partitions and two worker processes, so
+the checks that span partitions (duplicate numbers and clients, orphans) cross their borders.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from migrate.cli import main
+from migrate.demo import DEMO_SEED
 from migrate.errors import InputError
 from migrate.extract import run_extract
 from migrate.mapper import MapResult, run_map
@@ -23,8 +24,8 @@ from migrate.synth import SynthOptions, run_synth
 from migrate.target_schema import TARGET_TABLES
 from tests.migrate.helpers import config_for
 
-OPTIONS = SynthOptions(accounts=3_000, seed=5, anomaly_rate=0.01)
-SMALL_PARTITIONS = {"BILLMIG_MAP__BUCKET_ACCOUNTS": "700", "BILLMIG_MAP__WORKERS": "2"}
+OPTIONS = SynthOptions(accounts=20_000, seed=DEMO_SEED)
+SMALL_PARTITIONS = {"BILLMIG_MAP__BUCKET_ACCOUNTS": "5000", "BILLMIG_MAP__WORKERS": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def mapped(extracted: dict[str, Any]) -> MapResult:
-    """The run mapped in five partitions by two worker processes."""
+    """The run mapped in four partitions by two worker processes."""
     return run_map(config_for(extracted["root"], extracted["url"], **SMALL_PARTITIONS), run_id="r1")
 
 
