@@ -91,7 +91,7 @@ class MapConfig:
     """``flag`` (migrate with consent_state pending) or ``hold`` (leave the line out)."""
     roaming_lookback_days: int = 30
     """Roaming charges this many days before the cutoff can explain a negative balance."""
-    bucket_accounts: int = 100_000
+    bucket_accounts: int = 25_000
     """Accounts per partition: bounds memory; more accounts mean more partitions, not more RAM."""
     workers: int = 2
     """Processes mapping partitions in parallel."""

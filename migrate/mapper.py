@@ -329,6 +329,16 @@ class _Snapshot:
         return found
 
 
+def _unique_text(column: str) -> bool:
+    """Columns of (nearly) unique values, where a Parquet dictionary only costs time."""
+    if column == "run_id":
+        return False
+    return column.endswith(("_id", "_key", "_no")) or column in _UNIQUE_COLUMNS
+
+
+_UNIQUE_COLUMNS = {"msisdn", "iccid", "name", "national_id", "detail"}
+
+
 class _Outputs:
     """One Parquet writer per output table, written partition by partition in order."""
 
@@ -339,7 +349,12 @@ class _Outputs:
         self.rows = dict.fromkeys(schemas, 0)
         self.counts: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in _COUNTED}
         self._writers = {
-            name: pq.ParquetWriter(directory / f"{name}.parquet", schema, compression="zstd")
+            name: pq.ParquetWriter(
+                directory / f"{name}.parquet",
+                schema,
+                compression="zstd",
+                use_dictionary=[f.name for f in schema if not _unique_text(f.name)],
+            )
             for name, schema in schemas.items()
         }
 
@@ -398,6 +413,7 @@ class _MapJob:
         self.workers = config.map.workers
         self.forecast_path = out_dir / "topup_forecast.csv"
         self.stage_seconds: dict[str, float] = {}
+        self.pool: ProcessPoolExecutor | None = None
         self.totals: list[pd.DataFrame] = []
 
     @contextlib.contextmanager
@@ -408,6 +424,19 @@ class _MapJob:
 
     def run(self, progress: Progress) -> dict[str, Any]:
         """Every stage; returns the summary for the manifest and the result."""
+        if self.workers == 1:
+            return self._run(progress)
+        # Workers are forked once, now, while the parent is small: a fork later would copy
+        # the parent's grown heap into every worker's page tables.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            self.pool = pool
+            try:
+                return self._run(progress)
+            finally:
+                self.pool = None
+
+    def _run(self, progress: Progress) -> dict[str, Any]:
         outputs = _Outputs(self.out_dir, _OUTPUT_SCHEMAS, self.run_id)
         # The forecast grows partition by partition (accounts sorted within each partition).
         self.forecast_path.write_text(",".join(FORECAST_COLUMNS) + "\n", encoding="utf-8")
@@ -509,10 +538,18 @@ class _MapJob:
                     strict=True,
                 )
             ),
-            client_ids=np.sort(np.concatenate(client_ids)) if client_ids else np.zeros(0, np.int64),
+            client_ids_file=self._save_client_ids(client_ids, work),
             withheld=self._withheld(),
             excluded_accounts=frozenset(self.dispositions.excluded("accounts")),
         )
+
+    @staticmethod
+    def _save_client_ids(parts: list[np.ndarray], work: Path) -> Path | None:
+        if not parts:
+            return None
+        path = work / "client_ids.npy"
+        np.save(path, np.sort(np.concatenate(parts).astype(np.int64)))
+        return path
 
     def _withheld(self) -> dict[str, dict[str, str]]:
         found = self.snapshot.extract_exceptions()
@@ -586,13 +623,15 @@ class _MapJob:
         self, function: Callable[[Any, Any], Any], tasks: list[Any], shared: Any
     ) -> Iterator[Any]:
         """``function(task, shared)`` for each task, in task order, on ``workers`` processes."""
-        if self.workers == 1 or len(tasks) == 1:
+        if self.pool is None or len(tasks) == 1:
             for item in tasks:
                 yield function(item, shared)
             return
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-            yield from pool.map(function, tasks, [shared] * len(tasks))
+        assert self.pool is not None, "run() starts the worker pool"
+        yield from self.pool.map(function, tasks, [shared] * len(tasks))
+        # Arrow keeps freed buffers for reuse; hand them back between stages so the
+        # parent's footprint stays that of one partition's results.
+        pa.default_memory_pool().release_unused()
 
     # -- outputs ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ account that is not there; the lineage rule names the blocking code that held it
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -48,8 +49,10 @@ class BucketContext:
     """tariff_code, offering_id, monthly_fee_minor of mapped legacy codes."""
     survivor_of: dict[int, int]
     """Merged-away client id → surviving client id."""
-    client_ids: npt.NDArray[np.int64]
-    """Every client id in the snapshot, sorted (accounts pointing elsewhere are orphans)."""
+    client_ids_file: Path | None
+    """``.npy`` of every client id in the snapshot, sorted (accounts pointing elsewhere are
+    orphans). A file, memory-mapped by each worker, so the context stays a few bytes however
+    many clients there are; None when the snapshot has no clients."""
     withheld: dict[str, dict[str, str]] = field(default_factory=dict)
     """entity → legacy key → blocking code the extractor raised (value withheld)."""
     excluded_accounts: frozenset[str] = frozenset()
@@ -126,9 +129,14 @@ def _pre_holds(accounts: pd.DataFrame, ctx: BucketContext) -> tuple[pd.Series, p
     keys = accounts["account_no"]
     hold = lookup(keys, ctx.withheld.get("accounts", {})).astype("string")
     client_ids = accounts["client_id"].to_numpy(dtype=np.int64)
-    if len(ctx.client_ids):
-        position = np.minimum(np.searchsorted(ctx.client_ids, client_ids), len(ctx.client_ids) - 1)
-        no_client = ctx.client_ids[position] != client_ids
+    known: npt.NDArray[np.int64] = (
+        np.load(ctx.client_ids_file, mmap_mode="r")
+        if ctx.client_ids_file
+        else np.zeros(0, np.int64)
+    )
+    if len(known):
+        position = np.minimum(np.searchsorted(known, client_ids), len(known) - 1)
+        no_client = known[position] != client_ids
     else:
         no_client = np.ones(len(keys), dtype=bool)
     orphan = no_client & hold.isna().to_numpy()
