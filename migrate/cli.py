@@ -132,6 +132,44 @@ def map_command(state: _State, run_id: str) -> int:
 
 
 @cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose mapped output to load.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write vendor load files (CSV per table + control file) here instead of a database.",
+)
+@pass_state
+def load(state: _State, run_id: str, export_dir: Path | None) -> int:
+    """Load runs/<run>/mapped into the target database (resumable, idempotent)."""
+    if export_dir is not None:
+        from migrate.export import run_export
+
+        exported = run_export(state.config(), run_id=run_id, directory=export_dir)
+        state.console.render(exported)
+        return exported.exit_code
+    from migrate.load import run_load
+
+    result = run_load(state.config(), run_id=run_id, progress=state.console.progress())
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose rows to remove from the target.")
+@click.option("--force", is_flag=True, help="Roll back even after cutover.")
+@pass_state
+def rollback(state: _State, run_id: str, force: bool) -> int:
+    """Remove exactly one run's rows from every target table; prints counts before/after."""
+    from migrate.load import run_rollback
+
+    result = run_rollback(state.config(), run_id=run_id, force=force)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
 @click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
 @pass_state
 def demo(state: _State, accounts: int) -> int:

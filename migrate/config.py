@@ -98,6 +98,14 @@ class MapConfig:
 
 
 @dataclass(frozen=True)
+class LoadConfig:
+    """``[load]``: writing a mapped run into the target."""
+
+    batch_rows: int = 50_000
+    """Rows per committed batch: a killed load resumes after the last whole batch."""
+
+
+@dataclass(frozen=True)
 class MoneyConfig:
     """``[money]``: the one rounding step of every computed amount (SPEC §2)."""
 
@@ -135,6 +143,7 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     map: MapConfig = field(default_factory=MapConfig)
     money: MoneyConfig = field(default_factory=MoneyConfig)
+    load: LoadConfig = field(default_factory=LoadConfig)
     waves: tuple[WaveConfig, ...] = ()
     sha256: str = ""
     """SHA-256 of the billmig.toml bytes (empty when running without a file)."""
@@ -173,6 +182,15 @@ class Config:
                 hint=f"set BILLMIG_SOURCE_URL or [source] url in {SECRETS_FILE}",
             )
         return self.source.url
+
+    def target_url(self) -> str:
+        """The new platform's database URL, or a ConfigError saying where to put it."""
+        if not self.target.url:
+            raise ConfigError(
+                "no target database URL",
+                hint=f"set BILLMIG_TARGET_URL or [target] url in {SECRETS_FILE}",
+            )
+        return self.target.url
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -248,7 +266,7 @@ def _read_secrets(path: Path) -> dict[str, str]:
 
 
 def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
-    known = {"workspace", "source", "target", "extract", "map", "money", "waves"}
+    known = {"workspace", "source", "target", "extract", "map", "money", "load", "waves"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] in {CONFIG_FILE}", hint="remove it")
@@ -278,6 +296,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         extract=extract,
         map=_map_section(raw.get("map", {})),
         money=_choices(_section(MoneyConfig, raw.get("money", {}), "money"), "money"),
+        load=_load_section(raw.get("load", {})),
         waves=_waves(raw.get("waves", {})),
         sha256=digest,
     )
@@ -306,6 +325,13 @@ def _choices(section: _Section, name: str) -> _Section:
                 f"{name}.{key} = {value!r} is not one of {', '.join(allowed)}",
                 hint=f"fix it in {CONFIG_FILE}",
             )
+    return section
+
+
+def _load_section(values: Mapping[str, Any]) -> LoadConfig:
+    section = _section(LoadConfig, values, "load")
+    if section.batch_rows < 1:
+        raise ConfigError("load.batch_rows must be at least 1", hint="use e.g. 50000")
     return section
 
 

@@ -7,6 +7,7 @@ in one place.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -144,3 +145,12 @@ def bulk_insert(
             cursor.close()
         return
     conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def libpq_uri(url: str, options: str) -> str:
+    """A libpq URI for a SQLAlchemy PostgreSQL URL, with session ``options`` added."""
+    parsed = normalise_url(url).set(drivername="postgresql")
+    query = dict(parsed.query)
+    query["options"] = f"{query['options']} {options}" if "options" in query else options
+    base = parsed.set(query={}).render_as_string(hide_password=False)
+    return f"{base}?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}"

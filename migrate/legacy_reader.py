@@ -19,7 +19,6 @@ engine), and both turn driver failures into a one-line, password-free :class:`So
 from __future__ import annotations
 
 import importlib
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeAlias
@@ -29,7 +28,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from migrate.config import mask_url, scrub
-from migrate.db import MYSQL, POSTGRESQL, SQLITE, create_engine, normalise_url, translate_errors
+from migrate.db import (
+    MYSQL,
+    POSTGRESQL,
+    SQLITE,
+    create_engine,
+    libpq_uri,
+    normalise_url,
+    translate_errors,
+)
 from migrate.errors import SourceError
 
 RawColumns: TypeAlias = dict[str, Sequence[Any] | pa.Array]
@@ -153,7 +160,7 @@ class _AdbcPostgresReader:
         import adbc_driver_postgresql.dbapi as adbc
 
         with _translate_adbc(url):
-            conn = adbc.connect(_libpq_uri(url, cls._OPTIONS))
+            conn = adbc.connect(libpq_uri(url, cls._OPTIONS))
         try:
             yield cls(conn, url)
         finally:
@@ -233,15 +240,6 @@ class _AdbcSqliteReader(_SqlAlchemyReader):
 def _last_key(column: Sequence[Any] | pa.Array) -> object:
     value = column[len(column) - 1]
     return value.as_py() if isinstance(value, pa.Scalar) else value
-
-
-def _libpq_uri(url: str, options: str) -> str:
-    """A libpq URI for a SQLAlchemy PostgreSQL URL, with session ``options`` added."""
-    parsed = normalise_url(url).set(drivername="postgresql")
-    query = dict(parsed.query)
-    query["options"] = f"{query['options']} {options}" if "options" in query else options
-    base = parsed.set(query={}).render_as_string(hide_password=False)
-    return f"{base}?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}"
 
 
 @contextmanager

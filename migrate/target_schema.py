@@ -26,8 +26,15 @@ _ID = 36  # canonical UUID text
 
 def _id(name: str, doc: str, *, primary: bool = False, ref: str | None = None) -> sa.Column[str]:
     args: list[sa.ForeignKey] = [sa.ForeignKey(ref)] if ref else []
+    # References are indexed: a rollback deletes parents, and each deletion checks children.
     return sa.Column(
-        name, sa.String(_ID), *args, primary_key=primary, nullable=not primary, comment=doc
+        name,
+        sa.String(_ID),
+        *args,
+        primary_key=primary,
+        nullable=not primary,
+        index=bool(ref),
+        comment=doc,
     )
 
 
@@ -267,3 +274,67 @@ def arrow_schema(table: sa.Table) -> pa.Schema:
             for column in table.columns
         ]
     )
+
+
+JOURNAL_METADATA = sa.MetaData()
+
+LOAD_RUN = sa.Table(
+    "billmig_load_run",
+    JOURNAL_METADATA,
+    sa.Column("run_id", sa.String(64), primary_key=True, comment="the migration run loaded"),
+    sa.Column("wave", sa.String(64), comment="wave of the run's snapshot; null = all accounts"),
+    sa.Column(
+        "mapped_manifest_sha256",
+        sa.String(64),
+        nullable=False,
+        comment="the mapped output this load is of; a resume must see the same",
+    ),
+    sa.Column(
+        "batch_rows", sa.BigInteger, nullable=False, comment="rows per batch, fixed for resumes"
+    ),
+    sa.Column(
+        "status",
+        sa.String(16),
+        nullable=False,
+        comment="loading, loaded, rolling_back, rolled_back or cut_over",
+    ),
+    sa.Column("operator", sa.String(128), comment="who started the load"),
+    sa.Column("started_at", sa.DateTime, comment="UTC"),
+    sa.Column("finished_at", sa.DateTime, comment="UTC; null while loading"),
+    comment="One row per run loaded into this target, and its state",
+    mysql_charset="utf8mb4",
+)
+
+LOAD_JOURNAL = sa.Table(
+    "billmig_load_journal",
+    JOURNAL_METADATA,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    sa.Column("batch_no", sa.BigInteger, primary_key=True, comment="0-based batch of the table"),
+    sa.Column("rows", sa.BigInteger, nullable=False, comment="rows the batch inserted"),
+    sa.Column("first_key", sa.String(200), comment="legacy key of the batch's first row"),
+    sa.Column("last_key", sa.String(200), comment="legacy key of the batch's last row"),
+    sa.Column("committed_at", sa.DateTime, comment="UTC"),
+    comment="Every committed load batch, written in the batch's own transaction",
+    mysql_charset="utf8mb4",
+)
+
+LEGACY_KEY_OF: dict[str, str] = {
+    "party": "legacy_client_id",
+    "billing_account": "legacy_account_no",
+    "balance_bucket": "legacy_key",
+    "debt_item": "legacy_key",
+    "pending_payment": "legacy_payment_id",
+    "product_offering": "name",
+    "product": "legacy_subscription_id",
+    "balance_action": "idempotency_key",
+}
+"""The column of each target table that names the legacy row it came from."""
+
+SHARED_TABLES: dict[str, tuple[str, str]] = {
+    "party": ("billing_account", "party_id"),
+    "product_offering": ("product", "offering_id"),
+}
+"""Tables two waves may both need rows of (a client with accounts in both brands, the
+catalogue): loaded only where absent, and rolled back only where nothing else refers to them
+(referring table, referring column)."""

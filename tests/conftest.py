@@ -96,3 +96,14 @@ def workspace(tmp_path: Path) -> Path:
     (root / "billmig.toml").write_text(config, encoding="utf-8")
     (root / "mappings").symlink_to(repo / "mappings")
     return root
+
+
+@pytest.fixture
+def second_postgres_url() -> Iterator[str]:
+    """Another fresh PostgreSQL database, for comparing two targets in one test."""
+    yield from _fresh_database(
+        PG_ADMIN_URL,
+        "PostgreSQL on 127.0.0.1:5432",
+        "CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0",
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+    )

@@ -393,7 +393,7 @@ class Generator:
         lines["dealer_id"][unconsented] = "D0013"
         lines["consent_ref"][unconsented] = None
         invalid = first(ReasonCode.INVALID_MSISDN)
-        lines["msisdn"][invalid] = _invalid_msisdns(len(invalid), invalid)
+        lines["msisdn"][invalid] = _invalid_msisdns(lines["iccid"][invalid])
         inconsistent = first(ReasonCode.DATE_INCONSISTENT)
         lines["status"][inconsistent] = "terminated"
         lines["terminated_at"][inconsistent] = lines["activated_at"][inconsistent] - 3 * DAY
@@ -985,13 +985,30 @@ def _msisdn_styles(rng: np.random.Generator, digits: Array) -> Array:
 
 
 def _restyle(msisdns: Array) -> Array:
-    """The same numbers written another way (``7…`` ↔ ``8…``), as duplicates often are."""
+    """The same numbers written another way, as duplicates often are.
+
+    ``8…`` becomes ``+7 7xx xxx xx xx``, anything else ``8…``: never the same text, so
+    legacy's own join of a subscription to its line (by the text) stays unambiguous.
+    """
     national = [s.replace("+", "").replace(" ", "")[-10:] for s in msisdns.tolist()]
-    return np.array([f"8{s}" for s in national], dtype=object)
-
-
-def _invalid_msisdns(k: int, seeds: Array) -> Array:
-    bad = ("770112345", "+1 202 555 01", "77O1234567X", "7601234567")
     return np.array(
-        [bad[i % len(bad)] + str(s % 10) for i, s in enumerate(seeds.tolist())], dtype=object
+        [
+            f"+7 {n[:3]} {n[3:6]} {n[6:8]} {n[8:]}" if text.startswith("8") else f"8{n}"
+            for n, text in zip(national, msisdns.tolist(), strict=True)
+        ],
+        dtype=object,
+    )
+
+
+def _invalid_msisdns(iccids: Array) -> Array:
+    """Numbers no normalisation makes Kazakh mobiles, unique by the line's SIM serial."""
+    serials = [int(iccid[7:]) for iccid in iccids.tolist()]
+    shapes = (
+        lambda n: f"7601{n % 10**7:07d}",  # 760 is no mobile range
+        lambda n: f"+1 202 {n % 10**7:07d}",  # a US number
+        lambda n: f"77O1{n % 10**7:07d}",  # letter O for a zero
+        lambda n: f"7{n % 10**8:08d}",  # one digit short
+    )
+    return np.array(
+        [shapes[i % len(shapes)](serial) for i, serial in enumerate(serials)], dtype=object
     )
