@@ -89,7 +89,7 @@ def translate_errors(
     except sa.exc.DBAPIError as exc:
         raise error(
             scrub(f"{what} failed on {mask_url(url)}: {_first_line(exc.orig)}", url),
-            hint=_hint_for(exc),
+            hint=_hint_for(exc, error),
         ) from exc
     except sa.exc.ArgumentError as exc:
         raise error(scrub(f"{what}: {exc}", url), hint="check the database URL") from exc
@@ -100,7 +100,7 @@ def _first_line(exc: BaseException | None) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _hint_for(exc: sa.exc.DBAPIError) -> str:
+def _hint_for(exc: sa.exc.DBAPIError, error: type[BillmigError] = SourceError) -> str:
     message = str(exc.orig).lower()
     if any(w in message for w in ("password", "access denied", "authentication")):
         return "check the user and password in BILLMIG_SOURCE_URL/BILLMIG_TARGET_URL"
@@ -108,7 +108,9 @@ def _hint_for(exc: sa.exc.DBAPIError) -> str:
         w in message for w in ("connect", "unable to open", "unknown database", "does not exist")
     ):
         return "check that the database server is running and the URL names it"
-    return "check the SQL in the source profile against the legacy schema"
+    if error is SourceError:
+        return "check the SQL in the source profile against the legacy schema"
+    return "check the target database (BILLMIG_TARGET_URL) and the runbook of this phase"
 
 
 def dialect_of(conn: Connection | Engine) -> str:

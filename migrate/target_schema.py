@@ -49,9 +49,7 @@ def _text(name: str, doc: str, length: int = 32, *, nullable: bool = True) -> sa
 
 
 def _run() -> sa.Column[str]:
-    return sa.Column(
-        "run_id", sa.String(64), nullable=False, index=True, comment="migration run that wrote it"
-    )
+    return sa.Column("run_id", sa.String(64), nullable=False, comment="migration run that wrote it")
 
 
 PARTY = sa.Table(
