@@ -305,3 +305,26 @@ def test_load_needs_a_target_url_and_a_mapped_run(runs: dict[str, Any]) -> None:
         run_load(config_for(runs["root"], runs["url"]), run_id="kcell")
     with pytest.raises(InputError, match="billmig map --run nope"):
         run_load(_config(runs, "sqlite:///unused"), run_id="nope")
+
+
+@pytest.mark.postgres
+def test_a_type_error_names_the_table_batch_and_first_key(
+    runs: dict[str, Any], postgres_url: str
+) -> None:
+    config = _config(runs, postgres_url, BILLMIG_LOAD__BATCH_ROWS="500")
+    engine = create_engine(postgres_url)
+    METADATA.create_all(engine)
+    with engine.begin() as conn:  # a target whose column is narrower than the data
+        conn.execute(sa.text("ALTER TABLE debt_item ALTER COLUMN legacy_key TYPE VARCHAR(5)"))
+    engine.dispose()
+    debts = pq.read_table(runs["root"] / "runs/kcell/mapped/debt_item.parquet")
+    with pytest.raises(TargetError) as refused:
+        run_load(config, run_id="kcell")
+    message = str(refused.value)
+    assert "batch 0 of debt_item" in message
+    assert f"legacy_key = {debts.column('legacy_key')[0].as_py()}" in message
+    assert "too long" in message
+    counts = {name: count for name, (count, _) in fingerprints(postgres_url).items()}
+    mapped = _mapped_rows(runs, "kcell")
+    assert counts["balance_bucket"] == mapped["balance_bucket"]  # earlier tables are whole
+    assert counts["debt_item"] == 0
