@@ -157,6 +157,18 @@ def load(state: _State, run_id: str, export_dir: Path | None) -> int:
 
 
 @cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose loaded target to validate.")
+@pass_state
+def validate(state: _State, run_id: str) -> int:
+    """Reconcile the target with the snapshot; verdict in runs/<run>/validation/ (exit 1: FAIL)."""
+    from validate.run import run_validate
+
+    result = run_validate(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
 @click.option("--run", "run_id", required=True, help="Run whose rows to remove from the target.")
 @click.option("--force", is_flag=True, help="Roll back even after cutover.")
 @pass_state

@@ -327,7 +327,7 @@ def _actions(
     )
     parts: list[tuple[np.ndarray, str, pd.Series]] = [
         (np.ones(len(keys), bool), "opening_balance", pd.Series("main", index=keys.index)),
-        (owing, "opening_balance", "debt:" + money["origin"].fillna("")),
+        (owing, "opening_balance", "debt:" + money["origin"].fillna("").astype(str)),
         (written, "write_off", pd.Series(write_off_reason, index=keys.index)),
     ]
     amounts: dict[str, pd.Series] = {
@@ -337,7 +337,7 @@ def _actions(
     }
     frames = []
     for (mask, kind, reason), amount in zip(parts, amounts.values(), strict=True):
-        local = kind + ":" + keys[mask] + ":" + reason[mask]
+        local = kind + ":" + keys[mask].astype(str) + ":" + reason[mask].astype(str)
         frames.append(
             pd.DataFrame(
                 {

@@ -1,0 +1,337 @@
+"""``billmig validate``: a clean load passes; each deliberate corruption is caught by account.
+
+One legacy database (1 500 accounts, 1 % per planted code) is extracted and mapped once per
+module; each test loads it into a fresh PostgreSQL database, corrupts one thing, validates.
+datacompy, as an independent oracle, must find the same set of differing accounts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from migrate.db import create_engine
+from migrate.extract import run_extract
+from migrate.load import run_load
+from migrate.mapper import run_map
+from migrate.synth import SynthOptions, run_synth
+from tests.migrate.helpers import config_for
+from validate.expected import (
+    account_ranges,
+    blocked_accounts,
+    client_ids,
+    expected_accounts,
+    side_sums,
+)
+from validate.run import run_validate
+from validate.target import target_accounts
+
+OPTIONS = SynthOptions(accounts=1_500, seed=9, anomaly_rate=0.01)
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("validate")
+    repo = Path(__file__).resolve().parents[2]
+    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text("utf-8"), "utf-8")
+    (root / "mappings").symlink_to(repo / "mappings")
+    url = f"sqlite:///{root / 'legacy.sqlite'}"
+    run_synth(url, OPTIONS, root / "planted.json")
+    run_extract(config_for(root, url), run_id="r1")
+    run_map(config_for(root, url), run_id="r1")
+    return {"root": root, "url": url}
+
+
+@pytest.fixture
+def loaded(mapped: dict[str, Any], postgres_url: str) -> dict[str, Any]:
+    config = config_for(mapped["root"], mapped["url"], BILLMIG_TARGET_URL=postgres_url)
+    run_load(config, run_id="r1")
+    return {**mapped, "config": config, "target": postgres_url}
+
+
+def _corrupt(target: str, *statements: str) -> None:
+    engine = create_engine(target)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
+def _differences(result: Any) -> dict[str, set[str]]:
+    with (result.directory / "differences.csv").open(encoding="utf-8") as handle:
+        found: dict[str, set[str]] = {}
+        for row in csv.DictReader(handle):
+            found.setdefault(row["legacy_account_no"], set()).add(row["field"])
+    return found
+
+
+def _first(target: str, sql: str) -> Any:
+    engine = create_engine(target)
+    with engine.connect() as conn:
+        value = conn.execute(sa.text(sql)).first()
+    engine.dispose()
+    return value
+
+
+@pytest.mark.postgres
+def test_a_clean_load_passes(loaded: dict[str, Any]) -> None:
+    result = run_validate(loaded["config"], run_id="r1")
+    assert result.passed and result.exit_code == 0
+    assert _differences(result) == {}
+    assert _datacompy_differences(loaded) == set()
+    verdict = json.loads((result.directory / "verdict.json").read_text())
+    assert verdict["verdict"] == "PASS" and len(verdict["criteria"]) == 3
+    totals = json.loads((result.directory / "totals.json").read_text())
+    assert totals["KZT"]["difference_minor"] == 0
+
+
+def _tiyn_moved(target: str) -> set[str]:
+    rows = _first(
+        target,
+        "SELECT string_agg(bucket_id, ',') FROM (SELECT bucket_id FROM balance_bucket "
+        "WHERE bucket_type = 'main' AND amount_minor > 0 ORDER BY bucket_id LIMIT 2) s",
+    )
+    first, second = rows[0].split(",")
+    _corrupt(
+        target,
+        f"UPDATE balance_bucket SET amount_minor = amount_minor - 1 WHERE bucket_id = '{first}'",
+        f"UPDATE balance_bucket SET amount_minor = amount_minor + 1 WHERE bucket_id = '{second}'",
+    )
+    return _accounts_of(target, "balance_bucket", "bucket_id", [first, second])
+
+
+def _accounts_of(target: str, table: str, key: str, ids: list[str]) -> set[str]:
+    listed = ",".join(f"'{i}'" for i in ids)
+    engine = create_engine(target)
+    with engine.connect() as conn:
+        found = conn.execute(sa.text(
+            f"SELECT b.legacy_account_no FROM {table} t JOIN billing_account b "
+            f"ON b.billing_account_id = t.billing_account_id WHERE t.{key} IN ({listed})"
+        )).scalars().all()  # fmt: skip
+    engine.dispose()
+    return set(found)
+
+
+def _one(target: str, table: str, key: str, where: str = "TRUE") -> tuple[str, set[str]]:
+    row = _first(target, f"SELECT {key} FROM {table} WHERE {where} ORDER BY {key} LIMIT 1")
+    return row[0], _accounts_of(target, table, key, [row[0]])
+
+
+def _product_deleted(target: str) -> set[str]:
+    key, accounts = _one(target, "product", "product_id")
+    _corrupt(target, f"DELETE FROM product WHERE product_id = '{key}'")
+    return accounts
+
+
+def _debt_doubled(target: str) -> set[str]:
+    key, accounts = _one(target, "debt_item", "debt_id")
+    _corrupt(
+        target, f"UPDATE debt_item SET amount_minor = amount_minor * 2 WHERE debt_id = '{key}'"
+    )
+    return accounts
+
+
+def _account_duplicated(target: str) -> set[str]:
+    row = _first(target, "SELECT billing_account_id, legacy_account_no FROM billing_account "
+                 "ORDER BY legacy_account_no LIMIT 1")  # fmt: skip
+    _corrupt(
+        target,
+        "ALTER TABLE billing_account DROP CONSTRAINT uq_billing_account_legacy",
+        "INSERT INTO billing_account SELECT '00000000-0000-5000-8000-000000000001', party_id, "
+        "legacy_account_no, brand, rating_type, state, currency, credit_limit_minor, "
+        "credit_limit_period, dunning_suppressed, region, run_id FROM billing_account "
+        f"WHERE billing_account_id = '{row[0]}'",
+    )
+    return {row[1]}
+
+
+def _prepaid_main_negative(target: str) -> set[str]:
+    key, accounts = _one(
+        target,
+        "balance_bucket",
+        "bucket_id",
+        "bucket_type = 'main' AND billing_account_id IN "
+        "(SELECT billing_account_id FROM billing_account WHERE rating_type = 'prepaid')",
+    )
+    _corrupt(
+        target,
+        "ALTER TABLE balance_bucket DROP CONSTRAINT IF EXISTS balance_bucket_amount_minor_check",
+        f"UPDATE balance_bucket SET amount_minor = -100 WHERE bucket_id = '{key}'",
+    )
+    return accounts
+
+
+def _credit_limit_changed(target: str) -> set[str]:
+    row = _first(
+        target,
+        "SELECT legacy_account_no FROM billing_account "
+        "WHERE credit_limit_minor IS NOT NULL ORDER BY legacy_account_no LIMIT 1",
+    )
+    _corrupt(
+        target,
+        "UPDATE billing_account SET credit_limit_minor = credit_limit_minor + 100000 "
+        f"WHERE legacy_account_no = '{row[0]}'",
+    )
+    return {row[0]}
+
+
+def _pending_lost(target: str) -> set[str]:
+    key, accounts = _one(target, "pending_payment", "payment_id")
+    _corrupt(target, f"DELETE FROM pending_payment WHERE payment_id = '{key}'")
+    return accounts
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[str], set[str]], set[str]]] = {
+    "one tiyn moved between two accounts": (_tiyn_moved, {"main_minor"}),
+    "one product deleted": (_product_deleted, {"products"}),
+    "one debt doubled": (_debt_doubled, {"debt_minor"}),
+    "one account duplicated": (_account_duplicated, {"copies"}),
+    "one prepaid main bucket set negative": (
+        _prepaid_main_negative,
+        {"main_minor", "negative_amounts"},
+    ),
+    "one credit limit changed": (_credit_limit_changed, {"credit_limit_minor"}),
+    "one pending payment lost": (_pending_lost, {"pending_minor"}),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_each_corruption_is_caught_and_named_by_account(
+    loaded: dict[str, Any], corruption: str
+) -> None:
+    corrupt, fields = CORRUPTIONS[corruption]
+    accounts = corrupt(loaded["target"])
+    result = run_validate(loaded["config"], run_id="r1")
+    assert not result.passed and result.exit_code == 1
+    found = _differences(result)
+    assert set(found) == accounts, corruption
+    assert set().union(*found.values()) == fields, corruption
+    assert _datacompy_differences(loaded) == accounts, corruption
+
+
+def _datacompy_differences(loaded: dict[str, Any]) -> set[str]:
+    """The accounts datacompy finds different between expected and actual frames."""
+    import datacompy
+
+    snapshot = loaded["root"] / "runs" / "r1" / "snapshot"
+    cutoff = pd.Timestamp("2016-07-01")
+    sums = side_sums(snapshot, cutoff)
+    blocked = blocked_accounts(snapshot, loaded["root"] / "mappings" / "dispositions.csv")
+    clients = client_ids(snapshot)
+    expected_parts, actual_parts = [], []
+    engine = create_engine(loaded["target"])
+    with engine.connect() as conn:
+        for accounts in account_ranges(snapshot):
+            expected, _ = expected_accounts(accounts, sums, blocked, clients)
+            expected_parts.append(expected)
+            low, high = accounts["account_no"].iloc[0], accounts["account_no"].iloc[-1]
+            actual_parts.append(target_accounts(conn, low, high))
+    engine.dispose()
+    want = pd.concat(expected_parts).reset_index()
+    have = pd.concat(actual_parts).reset_index()
+    have["owed_minor"] = have["debt_minor"] + have["write_off_minor"]
+    columns = ["legacy_account_no", "currency", "rating_type", "state", "credit_limit_minor",
+               "main_minor", "owed_minor", "pending_minor", "bonus_money_minor"]  # fmt: skip
+    compare = datacompy.PandasCompare(
+        _canonical(want[columns]), _canonical(have[columns]), join_columns=["legacy_account_no"]
+    )
+    differing = set(compare.all_mismatch()["legacy_account_no"])
+    differing |= set(compare.df2_unq_rows["legacy_account_no"])
+    differing |= set(compare.df1_unq_rows["legacy_account_no"])
+    duplicated = have[have["copies"].astype(int) > 1]["legacy_account_no"]
+    products = have.set_index("legacy_account_no")["products"]
+    from validate.run import _mapped_products
+
+    mapped = _mapped_products(loaded["root"] / "runs" / "r1" / "mapped")
+    product_oracle = datacompy.PandasCompare(
+        _canonical(mapped.rename("products").rename_axis("legacy_account_no").reset_index()),
+        _canonical(products.reset_index()),
+        join_columns=["legacy_account_no"],
+    )
+    differing |= set(product_oracle.all_mismatch()["legacy_account_no"])
+    return differing | set(duplicated)
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as text, nulls as empty, integers without a decimal point."""
+
+    def text(value: object) -> str:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return frame.astype(object).apply(lambda column: column.map(text))
+
+
+def test_amounts_beyond_two_to_the_53_stay_exact(tmp_path: Path) -> None:
+    """Floats lose the tiyn above 2**53; validate compares and sums integers only."""
+    from migrate.target_schema import METADATA
+    from validate.reconcile import compare
+    from validate.target import currency_totals
+
+    big = 2**53 + 1
+    target = f"sqlite:///{tmp_path / 'target.sqlite'}"
+    engine = create_engine(target)
+    METADATA.create_all(engine)
+    with engine.begin() as conn:
+        for n, amount in enumerate((big, 2**62 + 3)):
+            account = f"a{n}"
+            conn.execute(
+                METADATA.tables["billing_account"]
+                .insert()
+                .values(
+                    billing_account_id=account,
+                    legacy_account_no=f"40{n}",
+                    rating_type="prepaid",
+                    state="active",
+                    currency="KZT",
+                    dunning_suppressed=False,
+                    run_id="r",
+                )
+            )
+            conn.execute(METADATA.tables["balance_bucket"].insert().values(
+                bucket_id=f"b{n}", billing_account_id=account, bucket_type="main",
+                usage_type="monetary", amount_minor=amount, unit="KZT", legacy_key=f"40{n}",
+                run_id="r"))  # fmt: skip
+        actual = target_accounts(conn, "400", "401")
+        totals = currency_totals(conn)
+    engine.dispose()
+    assert actual.loc["400", "main_minor"] == big
+    assert totals["KZT"]["main_minor"] == big + 2**62 + 3  # summed by the database, exactly
+    accounts = pd.DataFrame(
+        {
+            "account_no": ["400", "401"],
+            "client_id": [1, 2],
+            "payment_type": "advance",
+            "currency": "KZT",
+            "balance_minor": pd.array([big, 2**62 + 3], dtype="Int64"),
+            "credit_limit_minor": pd.array([None, None], dtype="Int64"),
+            "status": "active",
+            "opened_at": pd.Timestamp("2015-01-01"),
+            "closed_at": pd.NaT,
+        }
+    )
+    from validate.expected import SideSums
+
+    expected, _ = expected_accounts(
+        accounts, SideSums(pd.Series(dtype="int64"), pd.Series(dtype="int64")), {},
+        pd.Series([1, 2]).to_numpy(),
+    )  # fmt: skip
+    assert expected.loc["400", "main_minor"] == big
+    products = pd.Series({"400": 0, "401": 0})
+    assert compare(expected, pd.Series(dtype=object), actual, products).empty
+    bumped = actual.copy()
+    bumped.loc["400", "main_minor"] = big - 1  # one tiyn less, invisible to a float64
+    assert float(big) == float(big - 1)
+    found = compare(expected, pd.Series(dtype=object), bumped, products)
+    assert found[["legacy_account_no", "field"]].values.tolist() == [["400", "main_minor"]]
