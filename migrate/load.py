@@ -227,6 +227,9 @@ def complete_target_schema(engine: sa.Engine) -> None:
                     conn.execute(sa.schema.AddConstraint(constraint))
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in TARGET_TABLES:  # fresh planner statistics for everyone who queries next
+            conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")
 
 
 @dataclass(frozen=True)

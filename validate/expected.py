@@ -99,11 +99,22 @@ def client_ids(snapshot: Path) -> np.ndarray:
     return np.sort(ids.to_numpy())
 
 
-def account_ranges(snapshot: Path) -> Iterator[pd.DataFrame]:
-    """The snapshot's accounts, one row group (a sorted key range) at a time."""
+def account_ranges(snapshot: Path, range_accounts: int = 250_000) -> Iterator[pd.DataFrame]:
+    """The snapshot's accounts in sorted key ranges of whole row groups.
+
+    Up to ``range_accounts`` accounts each: the unit both sides are compared in.
+    """
     parquet = pq.ParquetFile(snapshot / "accounts.parquet")
+    groups: list[int] = []
+    rows = 0
     for group in range(parquet.num_row_groups):
-        yield parquet.read_row_group(group, columns=list(ACCOUNT_COLUMNS)).to_pandas()
+        groups.append(group)
+        rows += parquet.metadata.row_group(group).num_rows
+        if rows >= range_accounts:
+            yield parquet.read_row_groups(groups, columns=list(ACCOUNT_COLUMNS)).to_pandas()
+            groups, rows = [], 0
+    if groups:
+        yield parquet.read_row_groups(groups, columns=list(ACCOUNT_COLUMNS)).to_pandas()
 
 
 def expected_accounts(

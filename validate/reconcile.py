@@ -31,17 +31,32 @@ def compare(
     products: pd.Series,
 ) -> pd.DataFrame:
     """Differences of one key range: one row per (account, field) that does not hold."""
-    keys = expected.index.union(actual.index).union(left_out.index)
-    want = _wanted(expected, left_out, products).reindex(keys)
-    have = _actual(actual).reindex(keys)
-    have["copies"] = have["copies"].fillna(0)
-    rows = []
+    want = _wanted(expected, left_out, products).rename_axis("legacy_account_no").reset_index()
+    have = _actual(actual).rename_axis("legacy_account_no").reset_index()
+    both = want.merge(have, on="legacy_account_no", how="outer", suffixes=("_want", "_have"))
+    both["copies_have"] = both["copies_have"].fillna(0)
+    parts = []
     for field in FIELDS:
-        a, b = want[field], have[field]
-        differ = ~((a == b).fillna(False) | (a.isna() & b.isna()))
-        for key in keys[differ.to_numpy(dtype=bool)]:
-            rows.append((key, field, _text(a[key]), _text(b[key])))
-    return pd.DataFrame(rows, columns=list(DIFFERENCE_COLUMNS))
+        a, b = both[f"{field}_want"], both[f"{field}_have"]
+        same = (a == b).fillna(False).to_numpy(dtype=bool) | (a.isna() & b.isna()).to_numpy()
+        if same.all():
+            continue
+        rows = both[~same]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "legacy_account_no": rows["legacy_account_no"].to_numpy(),
+                    "field": field,
+                    "expected": [_text(v) for v in rows[f"{field}_want"]],
+                    "actual": [_text(v) for v in rows[f"{field}_have"]],
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=list(DIFFERENCE_COLUMNS))
+    return pd.concat(parts, ignore_index=True).sort_values(
+        ["legacy_account_no", "field"], kind="stable", ignore_index=True
+    )
 
 
 def _wanted(expected: pd.DataFrame, left_out: pd.Series, products: pd.Series) -> pd.DataFrame:

@@ -133,6 +133,10 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
     engine = create_engine(url, read_only=True)
     try:
         with translate_errors(url, "reading the target", TargetError), engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # Per-account aggregation of a million accounts sorts and hashes far beyond
+                # the 4 MB default: give this read-only session room so nothing spills.
+                conn.exec_driver_sql("SET work_mem = '256MB'")
             differences, left_out, expected_totals = _reconcile(
                 conn, snapshot, mapped, cutoff, config.resolve(config.map.dispositions), out
             )
@@ -177,7 +181,7 @@ def _reconcile(
         found.to_csv(path, mode="a", header=False, index=False)
         differing.update(found["legacy_account_no"].tolist())
         left_out_total += len(left_out)
-        _add_expected(totals, accounts, expected)
+        _add_expected(totals, accounts, expected, left_out)
     return len(differing), left_out_total, totals
 
 
@@ -193,14 +197,21 @@ def _mapped_products(mapped: Path) -> pd.Series:
 
 
 def _add_expected(
-    totals: dict[str, dict[str, int]], accounts: pd.DataFrame, expected: pd.DataFrame
+    totals: dict[str, dict[str, int]],
+    accounts: pd.DataFrame,
+    expected: pd.DataFrame,
+    left_out: pd.Series,
 ) -> None:
     for currency, rows in accounts.groupby("currency"):
         entry = totals.setdefault(str(currency), {"legacy_minor": 0, "explained_minor": 0})
         balances = rows["balance_minor"].dropna()
         entry["legacy_minor"] += int(sum(int(v) for v in balances))
         mine = expected[expected["currency"] == currency]
-        held = rows[~rows["account_no"].isin(mine.index)]["balance_minor"].dropna()
+        held = (
+            rows.set_index("account_no")["balance_minor"]
+            .reindex(left_out.index.intersection(pd.Index(rows["account_no"])))
+            .dropna()
+        )
         entry["explained_minor"] += (
             int(mine["pending_minor"].sum())
             + int(mine["bonus_money_minor"].sum())

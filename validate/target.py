@@ -44,9 +44,42 @@ _TEXT = {"legacy_account_no", "currency", "rating_type", "state"}
 
 
 def target_accounts(conn: sa.Connection, low: str, high: str) -> pd.DataFrame:
-    """Per legacy account in ``[low, high]``: copies, attributes and every money aggregate."""
-    accounts = _frame(
-        conn,
+    """Per legacy account in ``[low, high]``: copies, attributes and every money aggregate.
+
+    One statement: each child table is aggregated per billing account inside the range and
+    joined to its account, so the database does all the work in a single round trip.
+    """
+    monetary = BUCKET.c.usage_type == "monetary"
+    main = BUCKET.c.bucket_type == "main"
+    bonus = sa.and_(BUCKET.c.bucket_type == "bonus", monetary)
+    write_off = ACTION.c.kind == "write_off"
+    children = [
+        _per_account(BUCKET, low, high, {
+            "main_minor": sa.func.sum(sa.case((main, BUCKET.c.amount_minor), else_=0)),
+            "main_buckets": sa.func.sum(sa.case((main, 1), else_=0)),
+            "bonus_money_minor": sa.func.sum(sa.case((bonus, BUCKET.c.amount_minor), else_=0)),
+            "lowest_bucket_minor": sa.func.min(BUCKET.c.amount_minor),
+        }),
+        _per_account(DEBT, low, high, {
+            "debt_minor": sa.func.sum(DEBT.c.amount_minor),
+            "lowest_debt_minor": sa.func.min(DEBT.c.amount_minor),
+        }),
+        _per_account(PENDING, low, high, {"pending_minor": sa.func.sum(PENDING.c.amount_minor)}),
+        _per_account(PRODUCT, low, high, {"products": sa.func.count()}),
+        _per_account(ACTION, low, high, {
+            "write_off_minor": sa.func.sum(sa.case((write_off, ACTION.c.amount_minor), else_=0)),
+        }),
+    ]  # fmt: skip
+    source: sa.FromClause = BA
+    columns: list[Any] = []
+    for child in children:
+        source = source.outerjoin(child, child.c.billing_account_id == BA.c.billing_account_id)
+        for child_column in child.columns:
+            if child_column.name == "billing_account_id":
+                continue
+            total = sa.func.max if child_column.name.startswith("lowest") else sa.func.sum
+            columns.append(total(child_column).label(child_column.name))
+    query = (
         sa.select(
             BA.c.legacy_account_no,
             sa.func.count().label("copies"),
@@ -54,34 +87,13 @@ def target_accounts(conn: sa.Connection, low: str, high: str) -> pd.DataFrame:
             sa.func.min(BA.c.rating_type).label("rating_type"),
             sa.func.min(BA.c.state).label("state"),
             sa.func.max(BA.c.credit_limit_minor).label("credit_limit_minor"),
+            *columns,
         )
+        .select_from(source)
         .where(_in_range(low, high))
-        .group_by(BA.c.legacy_account_no),
+        .group_by(BA.c.legacy_account_no)
     )
-    monetary = BUCKET.c.usage_type == "monetary"
-    main = BUCKET.c.bucket_type == "main"
-    parts: list[pd.DataFrame | pd.Series] = [
-        _child(conn, BUCKET, low, high, {
-            "main_minor": sa.func.sum(sa.case((main, BUCKET.c.amount_minor))),
-            "main_buckets": sa.func.sum(sa.case((main, 1), else_=0)),
-            "bonus_money_minor": sa.func.sum(
-                sa.case((sa.and_(BUCKET.c.bucket_type == "bonus", monetary), BUCKET.c.amount_minor))
-            ),
-            "lowest_bucket_minor": sa.func.min(BUCKET.c.amount_minor),
-        }),
-        _child(conn, DEBT, low, high, {
-            "debt_minor": sa.func.sum(DEBT.c.amount_minor),
-            "lowest_debt_minor": sa.func.min(DEBT.c.amount_minor),
-        }),
-        _child(conn, PENDING, low, high, {"pending_minor": sa.func.sum(PENDING.c.amount_minor)}),
-        _child(conn, PRODUCT, low, high, {"products": sa.func.count()}),
-        _child(conn, ACTION, low, high, {
-            "write_off_minor": sa.func.sum(
-                sa.case((ACTION.c.kind == "write_off", ACTION.c.amount_minor), else_=0)
-            ),
-        }),
-    ]  # fmt: skip
-    joined = accounts.join(parts, how="left")
+    joined = _frame(conn, query)
     for column in (
         "main_minor", "main_buckets", "bonus_money_minor", "debt_minor", "pending_minor",
         "products", "write_off_minor",
@@ -90,16 +102,14 @@ def target_accounts(conn: sa.Connection, low: str, high: str) -> pd.DataFrame:
     return joined
 
 
-def _child(
-    conn: sa.Connection, table: sa.Table, low: str, high: str, columns: dict[str, Any]
-) -> pd.DataFrame:
-    query = (
-        sa.select(BA.c.legacy_account_no, *(value.label(name) for name, value in columns.items()))
+def _per_account(table: sa.Table, low: str, high: str, columns: dict[str, Any]) -> sa.Subquery:
+    return (
+        sa.select(table.c.billing_account_id, *(v.label(k) for k, v in columns.items()))
         .select_from(table.join(BA, table.c.billing_account_id == BA.c.billing_account_id))
         .where(_in_range(low, high))
-        .group_by(BA.c.legacy_account_no)
+        .group_by(table.c.billing_account_id)
+        .subquery(table.name)
     )
-    return _frame(conn, query)
 
 
 def orphans(conn: sa.Connection) -> dict[str, int]:
