@@ -24,6 +24,7 @@ from migrate.config import Config, mask_url
 from migrate.db import create_engine, translate_errors
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
 from migrate.rendering import TableData
+from validate.accounting import Accounting, account_rows, control_totals
 from validate.expected import (
     account_ranges,
     blocked_accounts,
@@ -142,14 +143,16 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
             )
             target_totals = currency_totals(conn)
             dangling = orphans(conn)
+            accounting = account_rows(conn, run_dir, run_id)
+            control = control_totals(conn, run_dir)
     finally:
         engine.dispose()
     totals = _money_totals(expected_totals, target_totals)
-    criteria = _criteria(differences, left_out, totals, dangling)
+    criteria = (*_criteria(differences, left_out, totals, dangling), _accounted(accounting))
     result = ValidationResult(
         run_id, mask_url(url), out, criteria, totals, differences, time.perf_counter() - started
     )
-    _write(out, result)
+    _write(out, result, control, accounting)
     return result
 
 
@@ -274,7 +277,23 @@ def _criteria(
     )
 
 
-def _write(out: Path, result: ValidationResult) -> None:
+def _accounted(accounting: Accounting) -> Criterion:
+    broken = accounting.broken
+    rows = sum(e["snapshot"] for e in accounting.entities.values())
+    return Criterion(
+        "every legacy row accounted for",
+        not broken,
+        "; ".join(broken)
+        if broken
+        else f"{rows} legacy rows, each once in lineage; "
+        "every target table holds exactly the mapped rows",
+        "legacy rows = migrated + merged + left in legacy + held + withheld, per entity",
+    )
+
+
+def _write(
+    out: Path, result: ValidationResult, control: dict[str, Any], accounting: Accounting
+) -> None:
     verdict = {
         "format": VERDICT_FORMAT,
         "run_id": result.run_id,
@@ -283,7 +302,12 @@ def _write(out: Path, result: ValidationResult) -> None:
         "criteria": [asdict(c) for c in result.criteria],
         "differing_accounts": result.differing_accounts,
     }
-    for name, document in (("verdict.json", verdict), ("totals.json", result.totals)):
+    totals = {
+        "money_by_currency": result.totals,
+        "control_totals": control,
+        "rows": {"legacy_entities": accounting.entities, "target_tables": accounting.tables},
+    }
+    for name, document in (("verdict.json", verdict), ("totals.json", totals)):
         (out / name).write_text(
             json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
             encoding="utf-8",

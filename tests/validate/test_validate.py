@@ -87,9 +87,16 @@ def test_a_clean_load_passes(loaded: dict[str, Any]) -> None:
     assert _differences(result) == {}
     assert _datacompy_differences(loaded) == set()
     verdict = json.loads((result.directory / "verdict.json").read_text())
-    assert verdict["verdict"] == "PASS" and len(verdict["criteria"]) == 3
+    assert verdict["verdict"] == "PASS" and len(verdict["criteria"]) == 4
     totals = json.loads((result.directory / "totals.json").read_text())
-    assert totals["KZT"]["difference_minor"] == 0
+    assert totals["money_by_currency"]["KZT"]["difference_minor"] == 0
+    accounts = totals["control_totals"]["accounts_by_brand_rating_state"]
+    assert sum(a["legacy"] for a in accounts) == 1_500
+    assert sum(a["left_out"] for a in accounts) == int(
+        verdict["criteria"][0]["evidence"].split("; ")[1].split()[0]
+    )
+    rows = totals["rows"]["target_tables"]
+    assert all(t["mapped"] == t["target"] for t in rows.values())
 
 
 def _tiyn_moved(target: str) -> set[str]:
