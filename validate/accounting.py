@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
@@ -56,18 +57,20 @@ def account_rows(conn: sa.Connection, run_dir: Path, run_id: str) -> Accounting:
     """Count legacy rows through lineage and target rows per table."""
     snapshot = json.loads((run_dir / "snapshot" / "manifest.json").read_text(encoding="utf-8"))
     lineage = pq.read_table(
-        run_dir / "mapped" / "lineage.parquet", columns=["entity", "legacy_key", "outcome"]
+        run_dir / "mapped" / "lineage.parquet",
+        columns=["entity", "legacy_key", "outcome"],
+        read_dictionary=["entity", "outcome"],  # a few distinct values over millions of rows
     )
     entities: dict[str, dict[str, int]] = {}
     for name, doc in snapshot["entities"].items():
-        rows = lineage.filter(pc.equal(lineage["entity"], name))
+        rows = lineage.filter(pc.equal(lineage["entity"].cast(pa.string()), name))
         keys = rows["legacy_key"]
-        outcomes = rows.group_by("outcome").aggregate([([], "count_all")]).to_pylist()
+        outcomes = pc.value_counts(rows["outcome"].cast(pa.string())).to_pylist()
         entities[name] = {
             "snapshot": int(doc["rows"]),
             "lineage": rows.num_rows,
             "duplicate_keys": rows.num_rows - len(pc.unique(keys)),
-            **{o["outcome"]: o["count_all"] for o in outcomes},
+            **{o["values"]: o["counts"] for o in outcomes},
         }
     mapped = json.loads((run_dir / "mapped" / "manifest.json").read_text(encoding="utf-8"))
     tables = {}
