@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from migrate.config import Config, mask_url
-from migrate.db import create_engine, translate_errors
+from migrate.db import create_engine, normalise_url, translate_errors
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
 from migrate.rendering import TableData
 from validate.accounting import Accounting, account_rows, control_totals
@@ -147,8 +147,13 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
             control = control_totals(conn, run_dir)
     finally:
         engine.dispose()
+    gx_findings = _great_expectations(url, snapshot, out)
     totals = _money_totals(expected_totals, target_totals)
-    criteria = (*_criteria(differences, left_out, totals, dangling), _accounted(accounting))
+    criteria = (
+        *_criteria(differences, left_out, totals, dangling),
+        _accounted(accounting),
+        _expectations(gx_findings),
+    )
     result = ValidationResult(
         run_id, mask_url(url), out, criteria, totals, differences, time.perf_counter() - started
     )
@@ -274,6 +279,34 @@ def _criteria(
             ", ".join(f"{name} {count}" for name, count in dangling.items()),
             "0 rows",
         ),
+    )
+
+
+def _great_expectations(url: str, snapshot: Path, out: Path) -> list[Any]:
+    """Run the GX suites (imported only now: GX takes seconds to import) and keep the results."""
+    from validate.gx_suites import run_snapshot_suites, run_target_suites
+
+    with translate_errors(url, "running the target's Great Expectations suites", TargetError):
+        target = run_target_suites(normalise_url(url).render_as_string(hide_password=False))
+    before = run_snapshot_suites(snapshot)
+    folder = out / "gx"
+    folder.mkdir(exist_ok=True)
+    for name, findings in (("target.json", target), ("snapshot.json", before)):
+        (folder / name).write_text(
+            json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+    return target
+
+
+def _expectations(findings: list[Any]) -> Criterion:
+    failed = [f for f in findings if not f.success]
+    return Criterion(
+        "target passes its Great Expectations suites",
+        not failed,
+        "; ".join(f"{f.table}: {f.expectation} {f.column or ''} ({f.unexpected})" for f in failed)
+        or f"{len(findings)} expectations met (gx/target.json; snapshot: gx/snapshot.json)",
+        "every expectation of the target suites",
     )
 
 

@@ -87,7 +87,12 @@ def test_a_clean_load_passes(loaded: dict[str, Any]) -> None:
     assert _differences(result) == {}
     assert _datacompy_differences(loaded) == set()
     verdict = json.loads((result.directory / "verdict.json").read_text())
-    assert verdict["verdict"] == "PASS" and len(verdict["criteria"]) == 4
+    assert verdict["verdict"] == "PASS" and len(verdict["criteria"]) == 5
+    gx_target = json.loads((result.directory / "gx" / "target.json").read_text())
+    assert gx_target and all(f["success"] for f in gx_target)
+    gx_snapshot = json.loads((result.directory / "gx" / "snapshot.json").read_text())
+    failed = {f["expectation"] for f in gx_snapshot if not f["success"]}
+    assert failed <= {"expect_column_values_to_not_be_null"}  # withheld balances (planted)
     totals = json.loads((result.directory / "totals.json").read_text())
     assert totals["money_by_currency"]["KZT"]["difference_minor"] == 0
     accounts = totals["control_totals"]["accounts_by_brand_rating_state"]

@@ -1,0 +1,215 @@
+"""Great Expectations suites on the snapshot and on the target (SPEC §7).
+
+The only module that imports Great Expectations (1.x, an ephemeral context, progress bars off).
+The target suites run as SQL in the target database through GX's SQL datasource; the snapshot
+suites run on the snapshot's key columns. Results are converted into this toolkit's own
+:class:`Finding` rows: the target's decide a criterion of the verdict; the snapshot's are data
+quality findings before mapping, which the exceptions already account for row by row.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import pyarrow.parquet as pq
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from migrate.legacy_schema import CURRENCY_EXPONENTS
+
+CURRENCIES = sorted(CURRENCY_EXPONENTS)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One expectation's outcome."""
+
+    suite: str
+    table: str
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected: int | None
+    """Rows (or values) that broke it, where GX counts them."""
+
+
+def _target_expectations() -> dict[str, list[Any]]:
+    e = gx.expectations
+    closed_with_live_product = (
+        "SELECT p.product_id FROM {batch} b JOIN product p "
+        "ON p.billing_account_id = b.billing_account_id "
+        "WHERE b.state = 'closed' AND p.status = 'active'"
+    )
+    limit_on_prepaid = (
+        "SELECT * FROM {batch} WHERE rating_type = 'prepaid' AND credit_limit_minor IS NOT NULL"
+    )
+    two_main_buckets = (
+        "SELECT billing_account_id FROM {batch} WHERE bucket_type = 'main' "
+        "GROUP BY billing_account_id HAVING COUNT(*) > 1"
+    )
+    return {
+        "party": [
+            e.ExpectColumnValuesToBeUnique(column="party_id"),
+            e.ExpectColumnValuesToBeInSet(
+                column="party_type", value_set=["individual", "organization"]
+            ),
+        ],
+        "billing_account": [
+            e.ExpectColumnValuesToBeUnique(column="billing_account_id"),
+            e.ExpectColumnValuesToBeUnique(column="legacy_account_no"),
+            e.ExpectColumnValuesToBeInSet(column="rating_type", value_set=["prepaid", "postpaid"]),
+            e.ExpectColumnValuesToBeInSet(
+                column="state", value_set=["active", "suspended", "closed"]
+            ),
+            e.ExpectColumnValuesToBeInSet(column="currency", value_set=CURRENCIES),
+            e.ExpectColumnValuesToBeBetween(column="credit_limit_minor", min_value=0),
+            e.UnexpectedRowsExpectation(
+                unexpected_rows_query=limit_on_prepaid, description="no credit limit on prepaid"
+            ),
+            e.UnexpectedRowsExpectation(
+                unexpected_rows_query=closed_with_live_product,
+                description="no active product on a closed account",
+            ),
+        ],
+        "balance_bucket": [
+            e.ExpectColumnValuesToBeUnique(column="bucket_id"),
+            e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=0),
+            e.ExpectColumnValuesToBeInSet(column="bucket_type", value_set=["main", "bonus"]),
+            e.UnexpectedRowsExpectation(
+                unexpected_rows_query=two_main_buckets, description="one main bucket per account"
+            ),
+        ],
+        "debt_item": [
+            e.ExpectColumnValuesToBeUnique(column="debt_id"),
+            e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=1),
+            e.ExpectColumnValuesToBeInSet(
+                column="origin",
+                value_set=["legacy_negative", "roaming", "postpaid_receivable", "delayed_charge"],
+            ),
+        ],
+        "pending_payment": [
+            e.ExpectColumnValuesToBeUnique(column="payment_id"),
+            e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=1),
+        ],
+        "product": [
+            e.ExpectColumnValuesToBeUnique(column="product_id"),
+            e.ExpectColumnValuesToBeInSet(
+                column="status", value_set=["active", "suspended", "terminated"]
+            ),
+            e.ExpectColumnValuesToBeInSet(column="fee_state", value_set=["paid", "due", "payg"]),
+            e.ExpectColumnValuesToBeInSet(
+                column="consent_state", value_set=["given", "not_recorded", "pending"]
+            ),
+        ],
+        "balance_action": [
+            e.ExpectColumnValuesToBeUnique(column="action_id"),
+            e.ExpectColumnValuesToBeUnique(column="idempotency_key"),
+            e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=0),
+        ],
+    }
+
+
+def _snapshot_expectations() -> dict[str, tuple[list[str], list[Any]]]:
+    e = gx.expectations
+    return {
+        "accounts": (
+            ["account_no", "payment_type", "status", "currency", "balance_minor"],
+            [
+                e.ExpectColumnValuesToNotBeNull(column="account_no"),
+                e.ExpectColumnValuesToBeUnique(column="account_no"),
+                e.ExpectColumnValuesToBeInSet(
+                    column="payment_type", value_set=["advance", "credit"]
+                ),
+                e.ExpectColumnValuesToBeInSet(
+                    column="status", value_set=["active", "suspended", "closed"]
+                ),
+                e.ExpectColumnValuesToBeInSet(column="currency", value_set=CURRENCIES),
+                e.ExpectColumnValuesToNotBeNull(column="balance_minor"),
+            ],
+        ),
+        "lines": (
+            ["iccid", "status", "channel"],
+            [
+                e.ExpectColumnValuesToBeUnique(column="iccid"),
+                e.ExpectColumnValuesToBeInSet(
+                    column="status", value_set=["active", "suspended", "terminated"]
+                ),
+                e.ExpectColumnValuesToBeInSet(
+                    column="channel", value_set=["shop", "dealer", "online"]
+                ),
+            ],
+        ),
+        "subscriptions": (
+            ["subscription_id", "status"],
+            [
+                e.ExpectColumnValuesToBeUnique(column="subscription_id"),
+                e.ExpectColumnValuesToBeInSet(
+                    column="status", value_set=["active", "suspended", "ended"]
+                ),
+            ],
+        ),
+    }
+
+
+def _context() -> Any:
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def run_target_suites(url: str) -> list[Finding]:
+    """Every target suite, executed as SQL by the target database."""
+    context = _context()
+    with warnings.catch_warnings():  # "a more specific datasource may be more appropriate"
+        warnings.simplefilter("ignore")
+        source = context.data_sources.add_sql("target", connection_string=url)
+    findings = []
+    for table, expectations in _target_expectations().items():
+        asset = source.add_table_asset(table, table_name=table)
+        batch = asset.add_batch_definition_whole_table("all").get_batch()
+        suite = context.suites.add(gx.ExpectationSuite(name=f"target.{table}"))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        findings.extend(_findings("target", table, batch.validate(suite)))
+    return findings
+
+
+def run_snapshot_suites(snapshot: Path) -> list[Finding]:
+    """Data-quality suites on the snapshot's key columns, before mapping."""
+    context = _context()
+    source = context.data_sources.add_pandas("snapshot")
+    findings = []
+    for entity, (columns, expectations) in _snapshot_expectations().items():
+        frame = pq.read_table(snapshot / f"{entity}.parquet", columns=columns).to_pandas()
+        asset = source.add_dataframe_asset(entity)
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
+            batch_parameters={"dataframe": frame}
+        )
+        suite = context.suites.add(gx.ExpectationSuite(name=f"snapshot.{entity}"))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        findings.extend(_findings("snapshot", entity, batch.validate(suite)))
+    return findings
+
+
+def _findings(suite: str, table: str, result: Any) -> list[Finding]:
+    out = []
+    for item in result.results:
+        config = item.expectation_config
+        counted = item.result.get("unexpected_count")
+        if counted is None and "observed_value" in item.result:
+            counted = item.result.get("observed_value")
+        out.append(
+            Finding(
+                suite=suite,
+                table=table,
+                expectation=config.description or config.type,
+                column=config.kwargs.get("column"),
+                success=bool(item.success),
+                unexpected=None if counted is None else int(counted),
+            )
+        )
+    return out
