@@ -173,7 +173,7 @@ def run_target_suites(url: str) -> list[Finding]:
         suite = context.suites.add(gx.ExpectationSuite(name=f"target.{table}"))
         for expectation in expectations:
             suite.add_expectation(expectation)
-        findings.extend(_findings("target", table, batch.validate(suite)))
+        findings.extend(_findings("target", table, batch.validate(suite, result_format="BASIC")))
     return findings
 
 
@@ -191,7 +191,7 @@ def run_snapshot_suites(snapshot: Path) -> list[Finding]:
         suite = context.suites.add(gx.ExpectationSuite(name=f"snapshot.{entity}"))
         for expectation in expectations:
             suite.add_expectation(expectation)
-        findings.extend(_findings("snapshot", entity, batch.validate(suite)))
+        findings.extend(_findings("snapshot", entity, batch.validate(suite, result_format="BASIC")))
     return findings
 
 
