@@ -29,3 +29,11 @@ def file_hashes(snapshot_dir: Path) -> dict[str, str]:
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(snapshot_dir.glob("*.parquet"))
     }
+
+
+def new_workspace(root: Path) -> str:
+    """Make ``root`` a workspace like the repository; returns its legacy SQLite URL."""
+    repo = Path(__file__).resolve().parents[2]
+    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text("utf-8"), "utf-8")
+    (root / "mappings").symlink_to(repo / "mappings")
+    return f"sqlite:///{root / 'legacy.sqlite'}"

@@ -32,7 +32,7 @@ from migrate.lock import workspace_lock
 from migrate.mapper import run_map
 from migrate.synth import SynthOptions, run_synth
 from migrate.target_schema import LOAD_JOURNAL, LOAD_RUN, METADATA, TARGET_TABLES
-from tests.migrate.helpers import config_for
+from tests.migrate.helpers import config_for, new_workspace
 
 OPTIONS = SynthOptions(accounts=1_500, seed=7, anomaly_rate=0.01)
 
@@ -41,10 +41,7 @@ OPTIONS = SynthOptions(accounts=1_500, seed=7, anomaly_rate=0.01)
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A workspace with three mapped runs: all, kcell and activ."""
     root = tmp_path_factory.mktemp("load")
-    repo = Path(__file__).resolve().parents[2]
-    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text("utf-8"), "utf-8")
-    (root / "mappings").symlink_to(repo / "mappings")
-    url = f"sqlite:///{root / 'legacy.sqlite'}"
+    url = new_workspace(root)
     run_synth(url, OPTIONS, root / "planted.json")
     config = config_for(root, url)
     run_extract(config, run_id="all")

@@ -22,7 +22,7 @@ from migrate.extract import run_extract
 from migrate.mapper import MapResult, run_map
 from migrate.synth import SynthOptions, run_synth
 from migrate.target_schema import TARGET_TABLES
-from tests.migrate.helpers import config_for
+from tests.migrate.helpers import config_for, new_workspace
 
 OPTIONS = SynthOptions(accounts=20_000, seed=DEMO_SEED)
 SMALL_PARTITIONS = {"BILLMIG_MAP__BUCKET_ACCOUNTS": "5000", "BILLMIG_MAP__WORKERS": "2"}
@@ -32,10 +32,7 @@ SMALL_PARTITIONS = {"BILLMIG_MAP__BUCKET_ACCOUNTS": "5000", "BILLMIG_MAP__WORKER
 def extracted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A workspace with one extracted run ("r1") and the synth manifest of what was planted."""
     root = tmp_path_factory.mktemp("map")
-    repo = Path(__file__).resolve().parents[2]
-    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text("utf-8"), "utf-8")
-    (root / "mappings").symlink_to(repo / "mappings")
-    url = f"sqlite:///{root / 'legacy.sqlite'}"
+    url = new_workspace(root)
     run_synth(url, OPTIONS, root / "planted.json")
     run_extract(config_for(root, url), run_id="r1")
     planted = json.loads((root / "planted.json").read_text("utf-8"))

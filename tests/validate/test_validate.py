@@ -22,7 +22,7 @@ from migrate.extract import run_extract
 from migrate.load import run_load
 from migrate.mapper import run_map
 from migrate.synth import SynthOptions, run_synth
-from tests.migrate.helpers import config_for
+from tests.migrate.helpers import config_for, new_workspace
 from validate.expected import (
     account_ranges,
     blocked_accounts,
@@ -39,10 +39,7 @@ OPTIONS = SynthOptions(accounts=1_500, seed=9, anomaly_rate=0.01)
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("validate")
-    repo = Path(__file__).resolve().parents[2]
-    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text("utf-8"), "utf-8")
-    (root / "mappings").symlink_to(repo / "mappings")
-    url = f"sqlite:///{root / 'legacy.sqlite'}"
+    url = new_workspace(root)
     run_synth(url, OPTIONS, root / "planted.json")
     run_extract(config_for(root, url), run_id="r1")
     run_map(config_for(root, url), run_id="r1")
