@@ -106,6 +106,14 @@ class LoadConfig:
 
 
 @dataclass(frozen=True)
+class ValidateConfig:
+    """``[validate]``: thresholds the verdict applies (each is recorded in verdict.json)."""
+
+    review_per_10000_accounts: int = 200
+    """Review-level exceptions without a disposition allowed per 10 000 legacy accounts."""
+
+
+@dataclass(frozen=True)
 class MoneyConfig:
     """``[money]``: the one rounding step of every computed amount (SPEC §2)."""
 
@@ -144,6 +152,7 @@ class Config:
     map: MapConfig = field(default_factory=MapConfig)
     money: MoneyConfig = field(default_factory=MoneyConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     waves: tuple[WaveConfig, ...] = ()
     sha256: str = ""
     """SHA-256 of the billmig.toml bytes (empty when running without a file)."""
@@ -266,7 +275,17 @@ def _read_secrets(path: Path) -> dict[str, str]:
 
 
 def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
-    known = {"workspace", "source", "target", "extract", "map", "money", "load", "waves"}
+    known = {
+        "workspace",
+        "source",
+        "target",
+        "extract",
+        "map",
+        "money",
+        "load",
+        "validate",
+        "waves",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] in {CONFIG_FILE}", hint="remove it")
@@ -297,6 +316,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         map=_map_section(raw.get("map", {})),
         money=_choices(_section(MoneyConfig, raw.get("money", {}), "money"), "money"),
         load=_load_section(raw.get("load", {})),
+        validate=_section(ValidateConfig, raw.get("validate", {}), "validate"),
         waves=_waves(raw.get("waves", {})),
         sha256=digest,
     )

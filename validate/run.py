@@ -153,6 +153,11 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
         *_criteria(differences, left_out, totals, dangling),
         _accounted(accounting),
         _expectations(gx_findings),
+        _review_threshold(
+            mapped / "exceptions.parquet",
+            accounting.entities["accounts"]["snapshot"],
+            config.validate.review_per_10000_accounts,
+        ),
     )
     result = ValidationResult(
         run_id, mask_url(url), out, criteria, totals, differences, time.perf_counter() - started
@@ -307,6 +312,22 @@ def _expectations(findings: list[Any]) -> Criterion:
         "; ".join(f"{f.table}: {f.expectation} {f.column or ''} ({f.unexpected})" for f in failed)
         or f"{len(findings)} expectations met (gx/target.json; snapshot: gx/snapshot.json)",
         "every expectation of the target suites",
+    )
+
+
+def _review_threshold(exceptions: Path, accounts: int, per_10000: int) -> Criterion:
+    """Review-level exceptions nobody has decided on, against the configured threshold."""
+    found = pq.read_table(exceptions, columns=["severity", "disposition"]).to_pandas()
+    open_rows = found[found["disposition"].isna()]
+    review = int((open_rows["severity"] == "review").sum())
+    blocking = int((open_rows["severity"] == "block").sum())
+    allowed = accounts * per_10000 // 10_000
+    return Criterion(
+        "review-level exceptions within threshold",
+        review <= allowed,
+        f"{review} review-level exception(s) without a disposition for {accounts} accounts; "
+        f"{blocking} blocking one(s) without a disposition (the cutover gate refuses those)",
+        f"at most {per_10000} per 10 000 accounts ({allowed}); [validate] in billmig.toml",
     )
 
 

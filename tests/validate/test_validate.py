@@ -48,7 +48,13 @@ def mapped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture
 def loaded(mapped: dict[str, Any], postgres_url: str) -> dict[str, Any]:
-    config = config_for(mapped["root"], mapped["url"], BILLMIG_TARGET_URL=postgres_url)
+    # 1 % of accounts per planted code: allow review-level exceptions up to 20 % here.
+    config = config_for(
+        mapped["root"],
+        mapped["url"],
+        BILLMIG_TARGET_URL=postgres_url,
+        BILLMIG_VALIDATE__REVIEW_PER_10000_ACCOUNTS="2000",
+    )
     run_load(config, run_id="r1")
     return {**mapped, "config": config, "target": postgres_url}
 
@@ -84,7 +90,7 @@ def test_a_clean_load_passes(loaded: dict[str, Any]) -> None:
     assert _differences(result) == {}
     assert _datacompy_differences(loaded) == set()
     verdict = json.loads((result.directory / "verdict.json").read_text())
-    assert verdict["verdict"] == "PASS" and len(verdict["criteria"]) == 5
+    assert verdict["verdict"] == "PASS" and len(verdict["criteria"]) == 6
     gx_target = json.loads((result.directory / "gx" / "target.json").read_text())
     assert gx_target and all(f["success"] for f in gx_target)
     gx_snapshot = json.loads((result.directory / "gx" / "snapshot.json").read_text())
@@ -344,3 +350,18 @@ def test_amounts_beyond_two_to_the_53_stay_exact(tmp_path: Path) -> None:
     assert float(big) == float(big - 1)
     found = compare(expected, pd.Series(dtype=object), bumped, products)
     assert found[["legacy_account_no", "field"]].values.tolist() == [["400", "main_minor"]]
+
+
+@pytest.mark.postgres
+def test_review_exceptions_beyond_the_threshold_fail_the_verdict(loaded: dict[str, Any]) -> None:
+    strict = config_for(
+        loaded["root"],
+        loaded["url"],
+        BILLMIG_TARGET_URL=loaded["target"],
+        BILLMIG_VALIDATE__REVIEW_PER_10000_ACCOUNTS="10",
+    )
+    result = run_validate(strict, run_id="r1")
+    failed = [c for c in result.criteria if not c.passed]
+    assert [c.name for c in failed] == ["review-level exceptions within threshold"]
+    assert "at most 10 per 10 000 accounts (1)" in failed[0].threshold
+    assert result.exit_code == 1
