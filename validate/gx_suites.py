@@ -36,6 +36,15 @@ class Finding:
     """Rows (or values) that broke it, where GX counts them."""
 
 
+def _unique(e: Any, column: str) -> Any:
+    """Uniqueness as COUNT(DISTINCT) = COUNT.
+
+    One aggregate, where GX's row-wise uniqueness check took 6 s per million rows on
+    PostgreSQL.
+    """
+    return e.ExpectColumnProportionOfUniqueValuesToBeBetween(column=column, min_value=1.0)
+
+
 def _target_expectations() -> dict[str, list[Any]]:
     e = gx.expectations
     closed_with_live_product = (
@@ -52,14 +61,14 @@ def _target_expectations() -> dict[str, list[Any]]:
     )
     return {
         "party": [
-            e.ExpectColumnValuesToBeUnique(column="party_id"),
+            _unique(e, "party_id"),
             e.ExpectColumnValuesToBeInSet(
                 column="party_type", value_set=["individual", "organization"]
             ),
         ],
         "billing_account": [
-            e.ExpectColumnValuesToBeUnique(column="billing_account_id"),
-            e.ExpectColumnValuesToBeUnique(column="legacy_account_no"),
+            _unique(e, "billing_account_id"),
+            _unique(e, "legacy_account_no"),
             e.ExpectColumnValuesToBeInSet(column="rating_type", value_set=["prepaid", "postpaid"]),
             e.ExpectColumnValuesToBeInSet(
                 column="state", value_set=["active", "suspended", "closed"]
@@ -75,7 +84,7 @@ def _target_expectations() -> dict[str, list[Any]]:
             ),
         ],
         "balance_bucket": [
-            e.ExpectColumnValuesToBeUnique(column="bucket_id"),
+            _unique(e, "bucket_id"),
             e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=0),
             e.ExpectColumnValuesToBeInSet(column="bucket_type", value_set=["main", "bonus"]),
             e.UnexpectedRowsExpectation(
@@ -83,7 +92,7 @@ def _target_expectations() -> dict[str, list[Any]]:
             ),
         ],
         "debt_item": [
-            e.ExpectColumnValuesToBeUnique(column="debt_id"),
+            _unique(e, "debt_id"),
             e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=1),
             e.ExpectColumnValuesToBeInSet(
                 column="origin",
@@ -91,11 +100,11 @@ def _target_expectations() -> dict[str, list[Any]]:
             ),
         ],
         "pending_payment": [
-            e.ExpectColumnValuesToBeUnique(column="payment_id"),
+            _unique(e, "payment_id"),
             e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=1),
         ],
         "product": [
-            e.ExpectColumnValuesToBeUnique(column="product_id"),
+            _unique(e, "product_id"),
             e.ExpectColumnValuesToBeInSet(
                 column="status", value_set=["active", "suspended", "terminated"]
             ),
@@ -105,8 +114,8 @@ def _target_expectations() -> dict[str, list[Any]]:
             ),
         ],
         "balance_action": [
-            e.ExpectColumnValuesToBeUnique(column="action_id"),
-            e.ExpectColumnValuesToBeUnique(column="idempotency_key"),
+            _unique(e, "action_id"),
+            _unique(e, "idempotency_key"),
             e.ExpectColumnValuesToBeBetween(column="amount_minor", min_value=0),
         ],
     }
@@ -119,7 +128,7 @@ def _snapshot_expectations() -> dict[str, tuple[list[str], list[Any]]]:
             ["account_no", "payment_type", "status", "currency", "balance_minor"],
             [
                 e.ExpectColumnValuesToNotBeNull(column="account_no"),
-                e.ExpectColumnValuesToBeUnique(column="account_no"),
+                _unique(e, "account_no"),
                 e.ExpectColumnValuesToBeInSet(
                     column="payment_type", value_set=["advance", "credit"]
                 ),
@@ -133,7 +142,7 @@ def _snapshot_expectations() -> dict[str, tuple[list[str], list[Any]]]:
         "lines": (
             ["iccid", "status", "channel"],
             [
-                e.ExpectColumnValuesToBeUnique(column="iccid"),
+                _unique(e, "iccid"),
                 e.ExpectColumnValuesToBeInSet(
                     column="status", value_set=["active", "suspended", "terminated"]
                 ),
@@ -145,7 +154,7 @@ def _snapshot_expectations() -> dict[str, tuple[list[str], list[Any]]]:
         "subscriptions": (
             ["subscription_id", "status"],
             [
-                e.ExpectColumnValuesToBeUnique(column="subscription_id"),
+                _unique(e, "subscription_id"),
                 e.ExpectColumnValuesToBeInSet(
                     column="status", value_set=["active", "suspended", "ended"]
                 ),
