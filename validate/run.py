@@ -135,8 +135,7 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
     try:
         with translate_errors(url, "reading the target", TargetError), engine.connect() as conn:
             if conn.dialect.name == "postgresql":
-                # Per-account aggregation of a million accounts sorts and hashes far beyond
-                # the 4 MB default: give this read-only session room so nothing spills.
+                # Room to hash and sort a million per-account groups in memory.
                 conn.exec_driver_sql("SET work_mem = '256MB'")
             differences, left_out, expected_totals = _reconcile(
                 conn, snapshot, mapped, cutoff, config.resolve(config.map.dispositions), out
