@@ -31,28 +31,16 @@ def datacompy_seconds(work: Path, target: str) -> dict[str, object]:
     """Build the per-account frames with validate's own functions and time datacompy on them."""
     import datacompy
 
-    from validate.expected import (
-        account_ranges,
-        blocked_accounts,
-        client_ids,
-        expected_accounts,
-        side_sums,
-    )
-    from validate.target import target_accounts
+    from validate.run import range_sides
 
     snapshot = work / "runs" / "bench" / "snapshot"
-    sums = side_sums(snapshot, pd.Timestamp("2016-07-01"))
-    blocked = blocked_accounts(snapshot, ROOT / "mappings" / "dispositions.csv")
-    clients = client_ids(snapshot)
+    dispositions = ROOT / "mappings" / "dispositions.csv"
     engine = sa.create_engine(target)
-    wanted, actual = [], []
     with engine.connect() as conn:
-        for accounts in account_ranges(snapshot):
-            expected, _ = expected_accounts(accounts, sums, blocked, clients)
-            wanted.append(expected)
-            low, high = accounts["account_no"].iloc[0], accounts["account_no"].iloc[-1]
-            actual.append(target_accounts(conn, low, high))
+        sides = list(range_sides(conn, snapshot, pd.Timestamp("2016-07-01"), dispositions))
     engine.dispose()
+    wanted = [s.expected for s in sides]
+    actual = [s.actual for s in sides]
     columns = ["legacy_account_no", "main_minor", "pending_minor", "bonus_money_minor"]
     left = pd.concat(wanted).reset_index()[columns]
     right = pd.concat(actual).reset_index()[columns]

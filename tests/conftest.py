@@ -59,14 +59,18 @@ def _fresh_database(admin_url: str, what: str, create: str, drop: str) -> Iterat
     admin.dispose()
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+def _fresh_postgres() -> Iterator[str]:
     yield from _fresh_database(
         PG_ADMIN_URL,
         "PostgreSQL on 127.0.0.1:5432",
         "CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0",
         'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
     )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _fresh_postgres()
 
 
 @pytest.fixture
@@ -101,9 +105,4 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def second_postgres_url() -> Iterator[str]:
     """Another fresh PostgreSQL database, for comparing two targets in one test."""
-    yield from _fresh_database(
-        PG_ADMIN_URL,
-        "PostgreSQL on 127.0.0.1:5432",
-        "CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0",
-        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-    )
+    yield from _fresh_postgres()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,32 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
     return result
 
 
+@dataclass(frozen=True)
+class RangeSides:
+    """Both sides of one sorted key range of accounts."""
+
+    accounts: pd.DataFrame
+    """The snapshot's accounts of the range."""
+    expected: pd.DataFrame
+    left_out: pd.Series
+    actual: pd.DataFrame
+
+
+def range_sides(
+    conn: sa.Connection, snapshot: Path, cutoff: pd.Timestamp, dispositions: Path
+) -> Iterator[RangeSides]:
+    """For each key range: what the snapshot says the target must hold, and what it holds."""
+    sums = side_sums(snapshot, cutoff)
+    blocked = blocked_accounts(snapshot, dispositions)
+    clients = client_ids(snapshot)
+    for accounts in account_ranges(snapshot):
+        if accounts.empty:
+            continue
+        expected, left_out = expected_accounts(accounts, sums, blocked, clients)
+        low, high = str(accounts["account_no"].iloc[0]), str(accounts["account_no"].iloc[-1])
+        yield RangeSides(accounts, expected, left_out, target_accounts(conn, low, high))
+
+
 def _reconcile(
     conn: sa.Connection,
     snapshot: Path,
@@ -174,30 +201,22 @@ def _reconcile(
     out: Path,
 ) -> tuple[int, int, dict[str, dict[str, int]]]:
     """Compare every key range; returns differing accounts, accounts left out, expected sums."""
-    sums = side_sums(snapshot, cutoff)
-    blocked = blocked_accounts(snapshot, dispositions)
-    clients = client_ids(snapshot)
-    products = _mapped_products(mapped)
+    products = mapped_products(mapped)
     differing: set[str] = set()
     left_out_total = 0
     totals: dict[str, dict[str, int]] = {}
     path = out / "differences.csv"
     pd.DataFrame(columns=list(DIFFERENCE_COLUMNS)).to_csv(path, index=False)
-    for accounts in account_ranges(snapshot):
-        if accounts.empty:
-            continue
-        expected, left_out = expected_accounts(accounts, sums, blocked, clients)
-        low, high = str(accounts["account_no"].iloc[0]), str(accounts["account_no"].iloc[-1])
-        actual = target_accounts(conn, low, high)
-        found = compare(expected, left_out, actual, products)
+    for sides in range_sides(conn, snapshot, cutoff, dispositions):
+        found = compare(sides.expected, sides.left_out, sides.actual, products)
         found.to_csv(path, mode="a", header=False, index=False)
         differing.update(found["legacy_account_no"].tolist())
-        left_out_total += len(left_out)
-        _add_expected(totals, accounts, expected, left_out)
+        left_out_total += len(sides.left_out)
+        _add_expected(totals, sides.accounts, sides.expected, sides.left_out)
     return len(differing), left_out_total, totals
 
 
-def _mapped_products(mapped: Path) -> pd.Series:
+def mapped_products(mapped: Path) -> pd.Series:
     """Products per legacy account in the mapped output (what load was asked to write)."""
     accounts = pq.read_table(
         mapped / "billing_account.parquet", columns=["billing_account_id", "legacy_account_no"]

@@ -24,13 +24,9 @@ from migrate.mapper import run_map
 from migrate.synth import SynthOptions, run_synth
 from tests.migrate.helpers import config_for, new_workspace
 from validate.expected import (
-    account_ranges,
-    blocked_accounts,
-    client_ids,
     expected_accounts,
-    side_sums,
 )
-from validate.run import run_validate
+from validate.run import mapped_products, range_sides, run_validate
 from validate.target import target_accounts
 
 OPTIONS = SynthOptions(accounts=1_500, seed=9, anomaly_rate=0.01)
@@ -237,19 +233,13 @@ def _datacompy_differences(loaded: dict[str, Any]) -> set[str]:
     import datacompy
 
     snapshot = loaded["root"] / "runs" / "r1" / "snapshot"
-    cutoff = pd.Timestamp("2016-07-01")
-    sums = side_sums(snapshot, cutoff)
-    blocked = blocked_accounts(snapshot, loaded["root"] / "mappings" / "dispositions.csv")
-    clients = client_ids(snapshot)
-    expected_parts, actual_parts = [], []
+    dispositions = loaded["root"] / "mappings" / "dispositions.csv"
     engine = create_engine(loaded["target"])
     with engine.connect() as conn:
-        for accounts in account_ranges(snapshot):
-            expected, _ = expected_accounts(accounts, sums, blocked, clients)
-            expected_parts.append(expected)
-            low, high = accounts["account_no"].iloc[0], accounts["account_no"].iloc[-1]
-            actual_parts.append(target_accounts(conn, low, high))
+        sides = list(range_sides(conn, snapshot, pd.Timestamp("2016-07-01"), dispositions))
     engine.dispose()
+    expected_parts = [s.expected for s in sides]
+    actual_parts = [s.actual for s in sides]
     want = pd.concat(expected_parts).reset_index()
     have = pd.concat(actual_parts).reset_index()
     have["owed_minor"] = have["debt_minor"] + have["write_off_minor"]
@@ -263,9 +253,7 @@ def _datacompy_differences(loaded: dict[str, Any]) -> set[str]:
     differing |= set(compare.df1_unq_rows["legacy_account_no"])
     duplicated = have[have["copies"].astype(int) > 1]["legacy_account_no"]
     products = have.set_index("legacy_account_no")["products"]
-    from validate.run import _mapped_products
-
-    mapped = _mapped_products(loaded["root"] / "runs" / "r1" / "mapped")
+    mapped = mapped_products(loaded["root"] / "runs" / "r1" / "mapped")
     product_oracle = datacompy.PandasCompare(
         _canonical(mapped.rename("products").rename_axis("legacy_account_no").reset_index()),
         _canonical(products.reset_index()),
