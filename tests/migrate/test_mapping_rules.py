@@ -6,6 +6,7 @@ Every expected figure below is worked out in the comment beside it.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -390,3 +391,80 @@ def test_member_and_lookup_follow_pandas() -> None:
 @pytest.mark.parametrize("namespace", ["kcell-amdocs-2016", "x"])
 def test_stable_ids_of_an_empty_key_list(namespace: str) -> None:
     assert stable_ids(namespace, "party", []) == []
+
+
+def test_an_account_whose_client_is_missing_is_held_with_everything_on_it(
+    tmp_path: Path,
+) -> None:
+    """An account of a client the snapshot lacks is ORPHAN_ROW, held with all on it.
+
+    A2 points at client 2, which is missing: its line, subscription and in-transit payment are
+    held with it; A1 (client 1) migrates.
+    """
+    import numpy as np
+
+    from migrate.mapping.bucket import BucketContext, map_bucket
+
+    known = tmp_path / "client_ids.npy"
+    np.save(known, np.array([1], dtype=np.int64))
+    accounts = _accounts(
+        [("A1", "advance", 10_000, None, "active"), ("A2", "advance", 5_000, None, "active")]
+    ).drop(columns=["hold_code"])
+    ts = pd.Timestamp("2016-06-01")
+    lines = pd.DataFrame(
+        {"iccid": ["L1", "L2"], "msisdn": ["77010000001", "77010000002"],
+         "account_no": ["A1", "A2"], "e164": ["+77010000001", "+77010000002"],
+         "status": "active", "activated_at": ts,
+         "hold_code": pd.Series([None, None], dtype="string"),
+         "consent_state": "given", "language": "kk"}
+    )  # fmt: skip
+    subscriptions = _subscriptions(
+        [
+            (1, "ALGA", "active", "2016-06-30", None, "77010000001"),
+            (2, "ALGA", "active", "2016-06-30", None, "77010000002"),
+        ]
+    ).assign(account_no=["A1", "A2"], line_hold=pd.Series([None, None], dtype="string"))
+    subscriptions = subscriptions.drop(columns=["held_by"])
+    payments = pd.DataFrame(
+        {"payment_id": [7], "account_no": ["A2"], "amount_minor": [30_000], "currency": "KZT",
+         "channel": "settlement_centre", "received_at": ts, "posted_at": pd.NaT}
+    )  # fmt: skip
+    charge_columns = [
+        "charge_id", "account_no", "msisdn", "kind", "amount_minor", "currency", "occurred_at",
+    ]  # fmt: skip
+    empty = {
+        "charges": pd.DataFrame(columns=charge_columns),
+        "orders": pd.DataFrame(columns=["order_id", "account_no"]),
+        "bonuses": pd.DataFrame(
+            columns=["bonus_id", "account_no", "kind", "amount_units", "expires_at"]
+        ),
+    }
+    empty["charges"]["occurred_at"] = pd.to_datetime(empty["charges"]["occurred_at"])
+    empty["bonuses"]["expires_at"] = pd.to_datetime(empty["bonuses"]["expires_at"])
+    context = BucketContext(POLICY, TARIFFS, {}, known)
+    result = map_bucket(
+        {"accounts": accounts, "lines": lines, "subscriptions": subscriptions,
+         "payments": payments, **empty},
+        context,
+    )  # fmt: skip
+    assert result["billing_account"]["legacy_account_no"].tolist() == ["A1"]
+    found = result["exceptions"]
+    assert found[["entity", "legacy_key", "reason_code"]].values.tolist() == [
+        ["accounts", "A2", "ORPHAN_ROW"]
+    ]
+    lineage = result["lineage"]
+    trail = {
+        (e, k): (o, r)
+        for e, k, o, r in zip(
+            lineage["entity"],
+            lineage["legacy_key"],
+            lineage["outcome"],
+            lineage["rule"],
+            strict=True,
+        )
+    }
+    assert trail[("accounts", "A2")] == ("exception", "ORPHAN_ROW")
+    for key in (("lines", "L2"), ("subscriptions", "2"), ("payments", "7")):
+        assert trail[key] == ("held", "account ORPHAN_ROW")
+    assert result["pending_payment"].empty
+    assert result["product"]["legacy_subscription_id"].tolist() == ["1"]
