@@ -292,14 +292,13 @@ class _Snapshot:
                 f"the snapshot in {directory} does not reconcile with legacy control totals",
                 hint="investigate the extract differences and extract again",
             )
-        for name, doc in manifest["entities"].items():
+        for doc in [*manifest["entities"].values(), manifest["exceptions"]]:
             path = directory / doc["file"]
             if not path.exists() or sha256_file(path) != doc["sha256"]:
                 raise InputError(
                     f"snapshot file {path.name} is missing or changed since extract",
                     hint="extract again; a snapshot is never edited by hand",
                 )
-            del name
         return cls(directory, manifest, sha256_file(manifest_path))
 
     @property
