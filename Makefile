@@ -26,9 +26,14 @@ lint: $(STAMP)  ## ruff, mypy and the import-linter layering contracts
 test: lint  ## lint, then the test suite (database tests skip unless the servers are up)
 	$(BIN)/pytest
 
+BENCH_ACCOUNTS = $(or $(ACCOUNTS),1000000)
+BENCH_WORK = /tmp/billmig-bench-$(BENCH_ACCOUNTS)
+
 bench: $(STAMP)  ## speed and memory benchmarks, run by hand: make bench ACCOUNTS=1000000
-	$(BIN)/python bench/bench_extract.py --accounts $(or $(ACCOUNTS),1000000)
-	$(BIN)/python bench/bench_map.py --accounts $(or $(ACCOUNTS),1000000)
+	$(BIN)/python bench/bench_extract.py --accounts $(BENCH_ACCOUNTS)
+	$(BIN)/python bench/bench_map.py --accounts $(BENCH_ACCOUNTS) --keep $(BENCH_WORK)
+	$(BIN)/python bench/bench_load.py --work $(BENCH_WORK) --accounts $(BENCH_ACCOUNTS)
+	$(BIN)/python bench/bench_validate.py --work $(BENCH_WORK) --accounts $(BENCH_ACCOUNTS)
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache .import_linter_cache *.egg-info
