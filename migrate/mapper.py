@@ -19,6 +19,7 @@ Memory stays bounded by partitioning (see :mod:`migrate.mapping.partition`):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -322,6 +323,7 @@ class _Snapshot:
         ):
             yield pa.Table.from_batches([batch])
 
+    @functools.cached_property
     def extract_exceptions(self) -> pd.DataFrame:
         """The extractor's exception rows."""
         found: pd.DataFrame = pq.read_table(self.directory / "exceptions.parquet").to_pandas()
@@ -459,7 +461,7 @@ class _MapJob:
     # -- stage 0: what needs no partitioning --------------------------------------------------
 
     def _write_extract_exceptions(self, outputs: _Outputs) -> None:
-        found = self.snapshot.extract_exceptions()
+        found = self.snapshot.extract_exceptions
         frame = found.drop(columns=["column"]).assign(currency=None)
         frame["detail"] = found["column"] + ": " + found["detail"]
         self._write_exceptions(outputs, frame, phase="extract")
@@ -551,7 +553,7 @@ class _MapJob:
         return path
 
     def _withheld(self) -> dict[str, dict[str, str]]:
-        found = self.snapshot.extract_exceptions()
+        found = self.snapshot.extract_exceptions
         blocking = found[found["severity"] == Severity.BLOCK.value]
         blocking = blocking.drop_duplicates(["entity", "legacy_key"])
         return {

@@ -131,7 +131,7 @@ def first_failing_row(engine: sa.Engine, table: sa.Table, rows: pa.Table) -> int
                 if _fails(conn, table, columns, tuples[low:middle]):
                     high = middle
                 else:
-                    _insert(conn, table, columns, tuples[low:middle])
+                    bulk_insert(conn, table, columns, tuples[low:middle])
                     low = middle
             return low
         finally:
@@ -142,17 +142,10 @@ def _fails(conn: sa.Connection, table: sa.Table, columns: list[str], rows: list[
     savepoint = conn.begin_nested()
     try:
         bulk_insert(conn, table, columns, rows)
-    except sa.exc.DBAPIError:
+    # bulk_insert talks to the driver directly (COPY, executemany): its errors are the
+    # driver's DB-API errors, not SQLAlchemy's wrappers.
+    except (sa.exc.DBAPIError, conn.dialect.loaded_dbapi.Error):
         savepoint.rollback()
         return True
-    except Exception as exc:  # psycopg raises its own errors from COPY
-        if type(exc).__module__.startswith("psycopg"):
-            savepoint.rollback()
-            return True
-        raise
     savepoint.rollback()
     return False
-
-
-def _insert(conn: sa.Connection, table: sa.Table, columns: list[str], rows: list[Any]) -> None:
-    bulk_insert(conn, table, columns, rows)

@@ -16,7 +16,7 @@ they must carry:
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +62,13 @@ def side_sums(snapshot: Path, cutoff: pd.Timestamp) -> SideSums:
     return SideSums(pending, bonus_money)
 
 
-def _grouped_sum(path: Path, columns: list[str], keep: object, amount: str) -> pd.Series:
+def _grouped_sum(
+    path: Path, columns: list[str], keep: Callable[[pa.Table], pa.Array], amount: str
+) -> pd.Series:
     parts: list[pd.Series] = []
     for batch in pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns):
         table = pa.Table.from_batches([batch])
-        table = table.filter(keep(table))  # type: ignore[operator]
+        table = table.filter(keep(table))
         if table.num_rows:
             summed = table.group_by("account_no").aggregate([(amount, "sum")])
             parts.append(
@@ -150,11 +152,17 @@ def expected_accounts(
             .to_numpy(),
             "main_minor": balance.clip(lower=0).to_numpy(),
             "owed_minor": (-balance).clip(lower=0).to_numpy(),
-            "pending_minor": keys.map(sums.pending).fillna(0).astype(np.int64).to_numpy(),
-            "bonus_money_minor": keys.map(sums.bonus_money).fillna(0).astype(np.int64).to_numpy(),
+            "pending_minor": _per_key(sums.pending, keys),
+            "bonus_money_minor": _per_key(sums.bonus_money, keys),
         },
         index=pd.Index(keys.to_numpy(), name="legacy_account_no"),
     )
     left_out = why[why.notna()]
     left_out.index = accounts["account_no"][why.notna().to_numpy()].to_numpy()
     return expected, left_out
+
+
+def _per_key(sums: pd.Series, keys: pd.Series) -> np.ndarray:
+    """``sums`` for each key, 0 where it has none, without passing through float."""
+    exact = sums.astype("Int64").reindex(keys.to_numpy())
+    return np.asarray(exact.fillna(0).to_numpy(dtype=np.int64))

@@ -182,7 +182,7 @@ def _exclude(money: AccountMoney, account_nos: pd.Series, excluded: frozenset[st
 
 def _party_ids(accounts: pd.DataFrame, ctx: BucketContext, namespace: str) -> pd.Series:
     client = accounts["client_id"].astype(np.int64)
-    survivor = client.map(ctx.survivor_of).fillna(client).astype(np.int64)
+    survivor = lookup(client, ctx.survivor_of).fillna(client).astype(np.int64)
     return pd.Series(id_column(namespace, "party", survivor.astype(str)), index=accounts.index)
 
 

@@ -196,7 +196,9 @@ def lookup(values: pd.Series, mapping: pd.Series | Mapping[Any, Any]) -> pd.Seri
     return pd.Series(pd.arrays.ArrowExtensionArray(found), index=values.index)
 
 
-def id_column(namespace: str, entity: str, legacy_keys: object) -> pd.api.extensions.ExtensionArray:
+def id_column(
+    namespace: str, entity: str, legacy_keys: Iterable[object]
+) -> pd.api.extensions.ExtensionArray:
     """Stable IDs (:func:`~migrate.target_schema.stable_id_array`) as a frame column."""
-    ids = stable_id_array(namespace, entity, legacy_keys)  # type: ignore[arg-type]
+    ids = stable_id_array(namespace, entity, legacy_keys)
     return pd.arrays.ArrowExtensionArray(ids)
