@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import duckdb
 import sqlalchemy as sa
 
 from migrate.target_schema import METADATA, TARGET_TABLES
+from validate.workbench import parquet
 
 BA = METADATA.tables["billing_account"]
 DEBT = METADATA.tables["debt_item"]
@@ -53,24 +52,31 @@ class Accounting:
         return found
 
 
-def account_rows(conn: sa.Connection, run_dir: Path, run_id: str) -> Accounting:
-    """Count legacy rows through lineage and target rows per table."""
+def account_rows(
+    conn: sa.Connection, duck: duckdb.DuckDBPyConnection, run_dir: Path, run_id: str
+) -> Accounting:
+    """Count legacy rows through lineage (by DuckDB, out of core) and target rows per table."""
     snapshot = json.loads((run_dir / "snapshot" / "manifest.json").read_text(encoding="utf-8"))
-    lineage = pq.read_table(
-        run_dir / "mapped" / "lineage.parquet",
-        columns=["entity", "legacy_key", "outcome"],
-        read_dictionary=["entity", "outcome"],  # a few distinct values over millions of rows
+    lineage = parquet(run_dir / "mapped" / "lineage.parquet")
+    outcomes: dict[str, dict[str, int]] = {}
+    for entity, outcome, rows in duck.execute(
+        f"SELECT entity, outcome, count(*) FROM {lineage} GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        outcomes.setdefault(str(entity), {})[str(outcome)] = int(rows)
+    twice = dict(
+        duck.execute(
+            f"SELECT entity, sum(n - 1) FROM (SELECT entity, legacy_key, count(*) AS n "
+            f"FROM {lineage} GROUP BY ALL HAVING count(*) > 1) GROUP BY entity"
+        ).fetchall()
     )
     entities: dict[str, dict[str, int]] = {}
     for name, doc in snapshot["entities"].items():
-        rows = lineage.filter(pc.equal(lineage["entity"].cast(pa.string()), name))
-        keys = rows["legacy_key"]
-        outcomes = pc.value_counts(rows["outcome"].cast(pa.string())).to_pylist()
+        counted = outcomes.get(name, {})
         entities[name] = {
             "snapshot": int(doc["rows"]),
-            "lineage": rows.num_rows,
-            "duplicate_keys": rows.num_rows - len(pc.unique(keys)),
-            **{o["values"]: o["counts"] for o in outcomes},
+            "lineage": sum(counted.values()),
+            "duplicate_keys": int(twice.get(name, 0)),
+            **counted,
         }
     mapped = json.loads((run_dir / "mapped" / "manifest.json").read_text(encoding="utf-8"))
     tables = {}

@@ -7,162 +7,154 @@ they must carry:
 * an account stays out only for a reason that blocks it: a value the extractor withheld, a
   credit limit on a prepaid account or a missing/negative one on a postpaid account, a closing
   date before the opening date, a client that does not exist, or an ``excluded`` disposition;
-* main bucket = the positive part of the legacy balance; debt = the negative part, less what a
-  ``write_off`` action in the target wrote off (checked against the policy separately);
+* main bucket = the positive part of the legacy balance; debt = the negative part (the target's
+  debt plus what a ``write_off`` action wrote off must equal it);
 * pending = received-but-unposted payments; bonus money = unexpired money bonuses;
-* rating type, state, currency and (postpaid) credit limit as in legacy.
+* rating type, state, currency and (postpaid) credit limit as in legacy;
+* products = what the mapped output holds for the account (load fidelity).
+
+The result is DuckDB table ``expected``: one row per snapshot account, computed by DuckDB over
+the snapshot's Parquet files where they lie.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-ACCOUNT_COLUMNS = (
-    "account_no", "client_id", "payment_type", "currency", "balance_minor",
-    "credit_limit_minor", "status", "opened_at", "closed_at",
+from validate.workbench import parquet, rows, store
+
+FIELDS = (
+    "copies", "currency", "rating_type", "state", "credit_limit_minor", "main_minor",
+    "main_buckets", "bonus_money_minor", "pending_minor", "debt_minor", "negative_amounts",
+    "products",
 )  # fmt: skip
+"""The per-account fingerprint both sides are compared on, field by field."""
 
 
-@dataclass(frozen=True)
-class SideSums:
-    """Per-account sums from the snapshot's payments and bonuses (only accounts that have any)."""
-
-    pending: pd.Series
-    bonus_money: pd.Series
-
-
-def side_sums(snapshot: Path, cutoff: pd.Timestamp) -> SideSums:
-    """In-transit payments and live money bonuses per account, streamed file by file."""
-    pending = _grouped_sum(
-        snapshot / "payments.parquet",
-        ["account_no", "amount_minor", "posted_at"],
-        lambda t: pc.and_(pc.is_null(t["posted_at"]), pc.is_valid(t["amount_minor"])),
-        "amount_minor",
-    )
-    bonus_money = _grouped_sum(
-        snapshot / "bonuses.parquet",
-        ["account_no", "kind", "amount_units", "expires_at"],
-        lambda t: pc.and_(
-            pc.and_(pc.equal(t["kind"], "money"), pc.is_valid(t["amount_units"])),
-            pc.fill_null(
-                pc.greater_equal(t["expires_at"], pa.scalar(cutoff, pa.timestamp("us"))), True
-            ),
+def derive_expected(
+    duck: duckdb.DuckDBPyConnection,
+    snapshot: Path,
+    mapped: Path,
+    cutoff: pd.Timestamp,
+    dispositions: Path,
+) -> None:
+    """Create table ``expected`` from the snapshot, the mapped product counts and decisions."""
+    store(duck, "blocked", _blocked(duck, snapshot, dispositions))
+    duck.execute(
+        _EXPECTED.format(
+            accounts=parquet(snapshot / "accounts.parquet"),
+            payments=parquet(snapshot / "payments.parquet"),
+            bonuses=parquet(snapshot / "bonuses.parquet"),
+            clients=parquet(snapshot / "clients.parquet"),
+            products=parquet(mapped / "product.parquet"),
+            mapped_accounts=parquet(mapped / "billing_account.parquet"),
         ),
-        "amount_units",
+        [cutoff.to_pydatetime()],
     )
-    return SideSums(pending, bonus_money)
 
 
-def _grouped_sum(
-    path: Path, columns: list[str], keep: Callable[[pa.Table], pa.Array], amount: str
-) -> pd.Series:
-    parts: list[pd.Series] = []
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=500_000, columns=columns):
-        table = pa.Table.from_batches([batch])
-        table = table.filter(keep(table))
-        if table.num_rows:
-            summed = table.group_by("account_no").aggregate([(amount, "sum")])
-            parts.append(
-                pd.Series(
-                    summed[f"{amount}_sum"].to_numpy(), index=summed["account_no"].to_pylist()
-                )
-            )
-    if not parts:
-        return pd.Series(dtype=np.int64)
-    joined: pd.Series = pd.concat(parts).groupby(level=0).sum().astype(np.int64)
-    return joined
-
-
-def blocked_accounts(snapshot: Path, dispositions: Path) -> dict[str, str]:
-    """Accounts the extractor withheld or a disposition excluded: account_no → why."""
-    found = pq.read_table(snapshot / "exceptions.parquet").to_pandas()
-    withheld = found[(found["entity"] == "accounts") & (found["severity"] == "block")]
-    blocked = dict(zip(withheld["legacy_key"], withheld["reason_code"], strict=True))
+def _blocked(duck: duckdb.DuckDBPyConnection, snapshot: Path, dispositions: Path) -> pa.Table:
+    """Accounts the extractor withheld or a disposition excluded, and why."""
+    withheld = rows(
+        duck,
+        "SELECT legacy_key AS account_no, min(reason_code) AS why "
+        f"FROM {parquet(snapshot / 'exceptions.parquet')} "
+        "WHERE entity = 'accounts' AND severity = 'block' GROUP BY legacy_key",
+    )
+    accounts, reasons = withheld["account_no"].to_pylist(), withheld["why"].to_pylist()
+    seen = set(accounts)
     if dispositions.exists():
         with dispositions.open(encoding="utf-8-sig", newline="") as handle:
             for row in csv.DictReader(handle):
-                if row.get("entity") == "accounts" and row.get("disposition") == "excluded":
-                    blocked.setdefault(row["legacy_key"], "excluded by disposition")
-    return blocked
+                key = row.get("legacy_key") or ""
+                excluded = row.get("entity") == "accounts" and row.get("disposition") == "excluded"
+                if excluded and key not in ("", "*") and key not in seen:
+                    accounts.append(key)
+                    reasons.append("excluded by disposition")
+                    seen.add(key)
+    return pa.table(
+        {"account_no": pa.array(accounts, pa.string()), "why": pa.array(reasons, pa.string())}
+    )
 
 
-def client_ids(snapshot: Path) -> np.ndarray:
-    """Every client id of the snapshot, sorted."""
-    ids = pq.read_table(snapshot / "clients.parquet", columns=["client_id"]).column("client_id")
-    return np.sort(ids.to_numpy())
+_EXPECTED = """
+CREATE OR REPLACE TABLE expected AS
+WITH pending AS (
+    SELECT account_no, sum(amount_minor) AS amount FROM {payments}
+    WHERE posted_at IS NULL AND amount_minor IS NOT NULL GROUP BY account_no
+), bonus AS (
+    SELECT account_no, sum(amount_units) AS amount FROM {bonuses}
+    WHERE kind = 'money' AND amount_units IS NOT NULL AND coalesce(expires_at >= $1, true)
+    GROUP BY account_no
+), clients AS (
+    SELECT DISTINCT client_id FROM {clients}
+), products AS (
+    SELECT b.legacy_account_no AS account_no, count(*) AS products
+    FROM {products} p JOIN {mapped_accounts} b ON b.billing_account_id = p.billing_account_id
+    GROUP BY b.legacy_account_no
+), judged AS (
+    SELECT a.*, coalesce(a.payment_type = 'advance', false) AS prepaid,
+        CASE
+            WHEN k.why IS NOT NULL THEN k.why
+            WHEN (coalesce(a.payment_type = 'advance', false) AND a.credit_limit_minor IS NOT NULL)
+                OR (NOT coalesce(a.payment_type = 'advance', false)
+                    AND (a.credit_limit_minor IS NULL OR a.credit_limit_minor < 0))
+                THEN 'credit limit invalid'
+            WHEN a.closed_at < a.opened_at THEN 'closed before opened'
+            WHEN c.client_id IS NULL THEN 'client missing'
+        END AS left_out_because
+    FROM {accounts} a
+    LEFT JOIN blocked k ON k.account_no = a.account_no
+    LEFT JOIN clients c ON c.client_id = a.client_id
+)
+SELECT
+    j.account_no AS legacy_account_no,
+    j.currency AS legacy_currency,
+    j.balance_minor AS legacy_balance_minor,
+    j.left_out_because,
+    CASE WHEN j.left_out_because IS NULL THEN 1 ELSE 0 END AS copies,
+    CASE WHEN j.left_out_because IS NULL THEN j.currency END AS currency,
+    CASE WHEN j.left_out_because IS NULL THEN
+        CASE WHEN j.prepaid THEN 'prepaid' ELSE 'postpaid' END END AS rating_type,
+    CASE WHEN j.left_out_because IS NULL THEN j.status END AS state,
+    CASE WHEN j.left_out_because IS NULL AND NOT j.prepaid THEN j.credit_limit_minor
+        END AS credit_limit_minor,
+    CASE WHEN j.left_out_because IS NULL THEN
+        CASE WHEN j.balance_minor > 0 THEN j.balance_minor WHEN j.balance_minor <= 0 THEN 0 END
+        END AS main_minor,
+    CASE WHEN j.left_out_because IS NULL THEN 1 END AS main_buckets,
+    CASE WHEN j.left_out_because IS NULL THEN coalesce(b.amount, 0) END AS bonus_money_minor,
+    CASE WHEN j.left_out_because IS NULL THEN coalesce(p.amount, 0) END AS pending_minor,
+    CASE WHEN j.left_out_because IS NULL THEN
+        CASE WHEN j.balance_minor < 0 THEN -j.balance_minor WHEN j.balance_minor >= 0 THEN 0 END
+        END AS debt_minor,
+    CASE WHEN j.left_out_because IS NULL THEN 0 END AS negative_amounts,
+    CASE WHEN j.left_out_because IS NULL THEN coalesce(m.products, 0) END AS products
+FROM judged j
+LEFT JOIN pending p ON p.account_no = j.account_no
+LEFT JOIN bonus b ON b.account_no = j.account_no
+LEFT JOIN products m ON m.account_no = j.account_no
+"""
 
 
-def account_ranges(snapshot: Path, range_accounts: int = 250_000) -> Iterator[pd.DataFrame]:
-    """The snapshot's accounts in sorted key ranges of whole row groups.
+def legacy_money(duck: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    """Per currency: the legacy balances and what explains a difference to the target.
 
-    Up to ``range_accounts`` accounts each: the unit both sides are compared in.
+    Explained = in-transit payments and live money bonuses of migrating accounts, less the
+    balances of accounts left out (write-offs are added from the target by the caller).
     """
-    parquet = pq.ParquetFile(snapshot / "accounts.parquet")
-    groups: list[int] = []
-    rows = 0
-    for group in range(parquet.num_row_groups):
-        groups.append(group)
-        rows += parquet.metadata.row_group(group).num_rows
-        if rows >= range_accounts:
-            yield parquet.read_row_groups(groups, columns=list(ACCOUNT_COLUMNS)).to_pandas()
-            groups, rows = [], 0
-    if groups:
-        yield parquet.read_row_groups(groups, columns=list(ACCOUNT_COLUMNS)).to_pandas()
-
-
-def expected_accounts(
-    accounts: pd.DataFrame, sums: SideSums, blocked: dict[str, str], clients: np.ndarray
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Per migrating account its expected values, and per account left out, why."""
-    prepaid = (accounts["payment_type"] == "advance").to_numpy()
-    limit = accounts["credit_limit_minor"]
-    why = pd.Series(
-        accounts["account_no"].map(blocked).to_numpy(), index=accounts.index, dtype=object
-    )
-    bad_limit = (prepaid & limit.notna().to_numpy()) | (
-        ~prepaid & (limit.isna() | (limit < 0)).to_numpy()
-    )
-    why[why.isna() & bad_limit] = "credit limit invalid"
-    inverted = (accounts["closed_at"] < accounts["opened_at"]).fillna(False).to_numpy(dtype=bool)
-    why[why.isna() & inverted] = "closed before opened"
-    ids = accounts["client_id"].to_numpy(dtype=np.int64)
-    at = np.minimum(np.searchsorted(clients, ids), max(len(clients) - 1, 0))
-    missing = clients[at] != ids if len(clients) else np.ones(len(ids), bool)
-    why[why.isna() & missing] = "client missing"
-    migrating = accounts[why.isna().to_numpy()]
-    balance = migrating["balance_minor"].astype("Int64")
-    keys = migrating["account_no"]
-    expected = pd.DataFrame(
-        {
-            "currency": migrating["currency"].to_numpy(),
-            "rating_type": np.where(migrating["payment_type"] == "advance", "prepaid", "postpaid"),
-            "state": migrating["status"].to_numpy(),
-            "credit_limit_minor": migrating["credit_limit_minor"]
-            .where(migrating["payment_type"] != "advance")
-            .astype("Int64")
-            .to_numpy(),
-            "main_minor": balance.clip(lower=0).to_numpy(),
-            "owed_minor": (-balance).clip(lower=0).to_numpy(),
-            "pending_minor": _per_key(sums.pending, keys),
-            "bonus_money_minor": _per_key(sums.bonus_money, keys),
-        },
-        index=pd.Index(keys.to_numpy(), name="legacy_account_no"),
-    )
-    left_out = why[why.notna()]
-    left_out.index = accounts["account_no"][why.notna().to_numpy()].to_numpy()
-    return expected, left_out
-
-
-def _per_key(sums: pd.Series, keys: pd.Series) -> np.ndarray:
-    """``sums`` for each key, 0 where it has none, without passing through float."""
-    exact = sums.astype("Int64").reindex(keys.to_numpy())
-    return np.asarray(exact.fillna(0).to_numpy(dtype=np.int64))
+    found = duck.execute(
+        "SELECT legacy_currency, sum(legacy_balance_minor), "
+        "sum(CASE WHEN left_out_because IS NULL THEN pending_minor + bonus_money_minor "
+        "ELSE -coalesce(legacy_balance_minor, 0) END) "
+        "FROM expected WHERE legacy_currency IS NOT NULL GROUP BY legacy_currency"
+    ).fetchall()
+    return {
+        str(currency): {"legacy_minor": int(legacy or 0), "explained_minor": int(explained or 0)}
+        for currency, legacy, explained in found
+    }

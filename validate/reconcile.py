@@ -1,11 +1,14 @@
 """Per-account reconciliation: expected (from the snapshot) against actual (from the target).
 
-For every legacy account one row, compared field by field as exact integers or text:
+Both sides are one row per legacy account holding the same fingerprint fields
+(:data:`validate.expected.FIELDS`), joined on the account number by DuckDB (a hash join, out
+of core beyond its memory limit) and compared field by field with ``IS DISTINCT FROM``, as
+exact integers or text:
 
 * present exactly once (``copies``) when it should migrate, absent when it should not;
 * currency, rating type, state, credit limit;
 * main bucket, one main bucket only, bonus money, pending payments;
-* debt = the legacy shortfall less what a ``write_off`` action wrote off; no negative amount;
+* debt carried + debt written off = the legacy shortfall; no negative amount;
 * products = the number the mapped output holds for the account (load fidelity).
 
 The result lists every account that breaks an invariant and the fields that differ.
@@ -13,100 +16,103 @@ The result lists every account that breaks an invariant and the fields that diff
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
 
-FIELDS = (
-    "copies", "currency", "rating_type", "state", "credit_limit_minor", "main_minor",
-    "main_buckets", "bonus_money_minor", "pending_minor", "debt_minor", "negative_amounts",
-    "products",
-)  # fmt: skip
+import duckdb
+
+from validate.expected import FIELDS
+
 DIFFERENCE_COLUMNS = ("legacy_account_no", "field", "expected", "actual")
 
 
-def compare(
-    expected: pd.DataFrame,
-    left_out: pd.Series,
-    actual: pd.DataFrame,
-    products: pd.Series,
-) -> pd.DataFrame:
-    """Differences of one key range: one row per (account, field) that does not hold."""
-    want = _wanted(expected, left_out, products).rename_axis("legacy_account_no").reset_index()
-    have = _actual(actual).rename_axis("legacy_account_no").reset_index()
-    both = want.merge(have, on="legacy_account_no", how="outer", suffixes=("_want", "_have"))
-    both["copies_have"] = both["copies_have"].fillna(0)
-    parts = []
-    for field in FIELDS:
-        a, b = both[f"{field}_want"], both[f"{field}_have"]
-        same = (a == b).fillna(False).to_numpy(dtype=bool) | (a.isna() & b.isna()).to_numpy()
-        if same.all():
-            continue
-        rows = both[~same]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "legacy_account_no": rows["legacy_account_no"].to_numpy(),
-                    "field": field,
-                    "expected": [_text(v) for v in rows[f"{field}_want"]],
-                    "actual": [_text(v) for v in rows[f"{field}_have"]],
-                }
-            )
-        )
-    if not parts:
-        return pd.DataFrame(columns=list(DIFFERENCE_COLUMNS))
-    return pd.concat(parts, ignore_index=True).sort_values(
-        ["legacy_account_no", "field"], kind="stable", ignore_index=True
+@dataclass(frozen=True)
+class Reconciliation:
+    """What the per-account comparison found."""
+
+    accounts: int
+    """Accounts compared: every snapshot account and every account number the target holds."""
+    differing_accounts: int
+    differences: int
+    """(account, field) pairs that differ."""
+    left_out: int
+    """Snapshot accounts that stay out of the target with a reason."""
+
+
+def reconcile(duck: duckdb.DuckDBPyConnection, differences_csv: Path) -> Reconciliation:
+    """Compare tables ``expected`` and ``actual``; write every difference to a CSV file."""
+    duck.execute(_differences_sql())
+    path = str(differences_csv).replace("'", "''")
+    duck.execute(
+        f"COPY (SELECT * FROM differences ORDER BY legacy_account_no, field) "
+        f"TO '{path}' (FORMAT csv, HEADER true)"
+    )
+    accounts, differing, pairs, left_out = duck.execute(
+        "SELECT (SELECT count(*) FROM expected FULL JOIN actual USING (legacy_account_no)), "
+        "(SELECT count(DISTINCT legacy_account_no) FROM differences), "
+        "(SELECT count(*) FROM differences), "
+        "(SELECT count(*) FROM expected WHERE left_out_because IS NOT NULL)"
+    ).fetchone() or (0, 0, 0, 0)
+    return Reconciliation(int(accounts), int(differing), int(pairs), int(left_out))
+
+
+def _differences_sql() -> str:
+    """One ``SELECT`` per field over the full join, each keeping the accounts that differ."""
+
+    def side(prefix: str, field: str) -> str:
+        column = f"{prefix}_{field}"
+        return f"coalesce({column}, 0)" if field == "copies" else column
+
+    joined = ", ".join(f"w.{f} AS want_{f}, h.{f} AS have_{f}" for f in FIELDS)
+    checks = "\nUNION ALL\n".join(
+        f"SELECT legacy_account_no, '{field}' AS field, "
+        f"CAST({side('want', field)} AS VARCHAR) AS expected, "
+        f"CAST({side('have', field)} AS VARCHAR) AS actual "
+        f"FROM joined WHERE {side('want', field)} IS DISTINCT FROM {side('have', field)}"
+        for field in FIELDS
+    )
+    return (
+        "CREATE OR REPLACE TABLE differences AS\n"
+        f"WITH joined AS MATERIALIZED (SELECT legacy_account_no, {joined} "
+        "FROM expected w FULL JOIN actual h USING (legacy_account_no))\n"
+        f"{checks}"
     )
 
 
-def _wanted(expected: pd.DataFrame, left_out: pd.Series, products: pd.Series) -> pd.DataFrame:
-    present = pd.DataFrame(
-        {
-            "copies": 1,
-            "currency": expected["currency"],
-            "rating_type": expected["rating_type"],
-            "state": expected["state"],
-            "credit_limit_minor": expected["credit_limit_minor"],
-            "main_minor": expected["main_minor"],
-            "main_buckets": 1,
-            "bonus_money_minor": expected["bonus_money_minor"],
-            "pending_minor": expected["pending_minor"],
-            "debt_minor": expected["owed_minor"],  # less write-offs, applied in _actual
-            "negative_amounts": 0,
-            "products": products.reindex(expected.index).fillna(0).astype(np.int64),
-        },
-        index=expected.index,
-    ).astype(object)
-    absent = pd.DataFrame({field: [None] * len(left_out) for field in FIELDS}, index=left_out.index)
-    absent["copies"] = 0
-    return pd.concat([present, absent]).astype(object)
+BANDS_MAJOR = (0, 1_000, 5_000, 20_000)
+"""Upper bounds (major units) of the positive balance bands of :func:`balance_distribution`."""
 
 
-def _actual(actual: pd.DataFrame) -> pd.DataFrame:
-    negatives = (actual["lowest_bucket_minor"].fillna(0) < 0).astype(int) + (
-        actual["lowest_debt_minor"].fillna(1) <= 0
-    ).astype(int)
-    return pd.DataFrame(
-        {
-            "copies": actual["copies"],
-            "currency": actual["currency"],
-            "rating_type": actual["rating_type"],
-            "state": actual["state"],
-            "credit_limit_minor": actual["credit_limit_minor"],
-            "main_minor": actual["main_minor"],
-            "main_buckets": actual["main_buckets"],
-            "bonus_money_minor": actual["bonus_money_minor"],
-            "pending_minor": actual["pending_minor"],
-            # What legacy owed = debt carried + debt written off.
-            "debt_minor": actual["debt_minor"] + actual["write_off_minor"],
-            "negative_amounts": negatives,
-            "products": actual["products"],
-        },
-        index=actual.index,
-    ).astype(object)
+def balance_distribution(
+    duck: duckdb.DuckDBPyConnection, exponent: int = 2
+) -> list[dict[str, object]]:
+    """Accounts per balance band: the legacy balance against the target's main − carried debt.
 
-
-def _text(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return None
-    return str(value)
+    Per currency; bands in major units assuming ``exponent`` decimals (2 for every currency
+    the reference schema knows). Left-out accounts count on the legacy side only.
+    """
+    scale = 10**exponent
+    bounds = [b * scale for b in BANDS_MAJOR]
+    between = [f"{lo:,}–{hi:,}" for lo, hi in itertools.pairwise(BANDS_MAJOR)]
+    labels = ["below 0", "0", *between, f"{BANDS_MAJOR[-1]:,} and more"]
+    cases = (
+        "CASE WHEN b < 0 THEN 0 WHEN b = 0 THEN 1 "
+        + " ".join(f"WHEN b < {hi} THEN {n + 2}" for n, hi in enumerate(bounds[1:]))
+        + f" ELSE {len(bounds) + 1} END"
+    )
+    found = duck.execute(
+        f"SELECT side, currency, {cases} AS band, count(*) FROM ("
+        "SELECT 'legacy' AS side, legacy_currency AS currency, legacy_balance_minor AS b "
+        "FROM expected WHERE legacy_balance_minor IS NOT NULL "
+        "UNION ALL SELECT 'target', currency, main_minor - (debt_minor - write_off_minor) "
+        "FROM actual) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    rows: dict[tuple[str, int], dict[str, object]] = {}
+    for side, currency, band, count in found:
+        entry = rows.setdefault(
+            (str(currency), int(band)),
+            {"currency": str(currency), "band": labels[int(band)], "legacy": 0, "target": 0},
+        )
+        entry[str(side)] = int(count)
+    return [rows[key] for key in sorted(rows)]

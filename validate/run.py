@@ -10,31 +10,31 @@ does its own counting and summing in SQL. Writes ``runs/<run_id>/validation/``:
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from migrate.config import Config, mask_url
-from migrate.db import create_engine, normalise_url, translate_errors
+from migrate.db import create_engine, translate_errors
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
+from migrate.manifest import sha256_file, write_json
 from migrate.rendering import TableData
+from validate import expectations
 from validate.accounting import Accounting, account_rows, control_totals
-from validate.expected import (
-    account_ranges,
-    blocked_accounts,
-    client_ids,
-    expected_accounts,
-    side_sums,
-)
-from validate.reconcile import DIFFERENCE_COLUMNS, compare
-from validate.target import currency_totals, orphans, target_accounts
+from validate.expected import derive_expected, legacy_money
+from validate.reconcile import Reconciliation, balance_distribution, reconcile
+from validate.target import copy_target, currency_totals, missing_primary_keys, orphans
+from validate.workbench import workbench
 
 VERDICT_FORMAT = "billmig-verdict/1"
 
@@ -58,13 +58,19 @@ class ValidationResult:
     directory: Path
     criteria: tuple[Criterion, ...]
     totals: dict[str, dict[str, int]]
-    differing_accounts: int
+    reconciliation: Reconciliation
     seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         """PASS when every criterion holds."""
         return all(c.passed for c in self.criteria)
+
+    @property
+    def differing_accounts(self) -> int:
+        """Accounts with at least one field that differs."""
+        return self.reconciliation.differing_accounts
 
     @property
     def exit_code(self) -> int:
@@ -108,9 +114,10 @@ class ValidationResult:
             "verdict": "PASS" if self.passed else "FAIL",
             "criteria": [asdict(c) for c in self.criteria],
             "totals": self.totals,
-            "differing_accounts": self.differing_accounts,
+            "reconciliation": asdict(self.reconciliation),
             "directory": str(self.directory),
             "seconds": round(self.seconds, 3),
+            "stage_seconds": self.stage_seconds,
         }
 
 
@@ -128,126 +135,109 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
         if not (needed / "manifest.json").exists():
             raise InputError(f"run {run_id} has no {needed.name}", hint=f"run {phase} first")
     manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
-    cutoff = pd.Timestamp(manifest["cutoff"])
+    url = config.target_url()
+    suites = expectations.Suites(url, snapshot)
+    try:
+        return _validate(config, run_id, pd.Timestamp(manifest["cutoff"]), suites, started)
+    finally:
+        suites.stop()
+
+
+def _validate(
+    config: Config,
+    run_id: str,
+    cutoff: pd.Timestamp,
+    suites: expectations.Suites,
+    started: float,
+) -> ValidationResult:
+    run_dir = config.runs_path / run_id
     url = config.target_url()
     out = run_dir / "validation"
     out.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, read_only=True)
-    try:
-        with translate_errors(url, "reading the target", TargetError), engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                # Room to hash and sort a million per-account groups in memory.
-                conn.exec_driver_sql("SET work_mem = '256MB'")
-            differences, left_out, expected_totals = _reconcile(
-                conn, snapshot, mapped, cutoff, config.resolve(config.map.dispositions), out
-            )
-            target_totals = currency_totals(conn)
-            dangling = orphans(conn)
-            accounting = account_rows(conn, run_dir, run_id)
-            control = control_totals(conn, run_dir)
-    finally:
-        engine.dispose()
-    gx_findings = _great_expectations(url, snapshot, out)
-    totals = _money_totals(expected_totals, target_totals)
+    dispositions = config.resolve(config.map.dispositions)
+    stages: dict[str, float] = {}
+    with workbench(run_dir / ".validate-work") as duck:
+        with _stage(stages, "reconciliation"):
+            per_account_sides(duck, run_dir, url, cutoff, dispositions)
+            found = reconcile(duck, out / "differences.csv")
+            legacy = legacy_money(duck)
+            distribution = balance_distribution(duck)
+        with _stage(stages, "totals and accounting"):
+            checks = _target_checks(url, duck, run_dir)
+    with _stage(stages, "great expectations (waiting)"):
+        gx_findings = suites.finish(out)
+    totals = _money_totals(legacy, checks.currency_totals)
     criteria = (
-        *_criteria(differences, left_out, totals, dangling),
-        _accounted(accounting),
+        *_criteria(found, totals, checks.orphans),
+        _accounted(checks.accounting),
+        _keys(checks.missing_keys),
         _expectations(gx_findings),
         _review_threshold(
-            mapped / "exceptions.parquet",
-            accounting.entities["accounts"]["snapshot"],
+            run_dir / "mapped" / "exceptions.parquet",
+            checks.accounting.entities["accounts"]["snapshot"],
             config.validate.review_per_10000_accounts,
         ),
     )
     result = ValidationResult(
-        run_id, mask_url(url), out, criteria, totals, differences, time.perf_counter() - started
+        run_id,
+        mask_url(url),
+        out,
+        criteria,
+        totals,
+        found,
+        time.perf_counter() - started,
+        stages,
     )
-    _write(out, result, control, accounting)
+    _write(out, result, {**checks.control, "balance_distribution": distribution}, checks.accounting)
     return result
 
 
-@dataclass(frozen=True)
-class RangeSides:
-    """Both sides of one sorted key range of accounts."""
-
-    accounts: pd.DataFrame
-    """The snapshot's accounts of the range."""
-    expected: pd.DataFrame
-    left_out: pd.Series
-    actual: pd.DataFrame
-
-
-def range_sides(
-    conn: sa.Connection, snapshot: Path, cutoff: pd.Timestamp, dispositions: Path
-) -> Iterator[RangeSides]:
-    """For each key range: what the snapshot says the target must hold, and what it holds."""
-    sums = side_sums(snapshot, cutoff)
-    blocked = blocked_accounts(snapshot, dispositions)
-    clients = client_ids(snapshot)
-    for accounts in account_ranges(snapshot):
-        if accounts.empty:
-            continue
-        expected, left_out = expected_accounts(accounts, sums, blocked, clients)
-        low, high = str(accounts["account_no"].iloc[0]), str(accounts["account_no"].iloc[-1])
-        yield RangeSides(accounts, expected, left_out, target_accounts(conn, low, high))
-
-
-def _reconcile(
-    conn: sa.Connection,
-    snapshot: Path,
-    mapped: Path,
+def per_account_sides(
+    duck: duckdb.DuckDBPyConnection,
+    run_dir: Path,
+    url: str,
     cutoff: pd.Timestamp,
     dispositions: Path,
-    out: Path,
-) -> tuple[int, int, dict[str, dict[str, int]]]:
-    """Compare every key range; returns differing accounts, accounts left out, expected sums."""
-    products = mapped_products(mapped)
-    differing: set[str] = set()
-    left_out_total = 0
-    totals: dict[str, dict[str, int]] = {}
-    path = out / "differences.csv"
-    pd.DataFrame(columns=list(DIFFERENCE_COLUMNS)).to_csv(path, index=False)
-    for sides in range_sides(conn, snapshot, cutoff, dispositions):
-        found = compare(sides.expected, sides.left_out, sides.actual, products)
-        found.to_csv(path, mode="a", header=False, index=False)
-        differing.update(found["legacy_account_no"].tolist())
-        left_out_total += len(sides.left_out)
-        _add_expected(totals, sides.accounts, sides.expected, sides.left_out)
-    return len(differing), left_out_total, totals
-
-
-def mapped_products(mapped: Path) -> pd.Series:
-    """Products per legacy account in the mapped output (what load was asked to write)."""
-    accounts = pq.read_table(
-        mapped / "billing_account.parquet", columns=["billing_account_id", "legacy_account_no"]
-    ).to_pandas()
-    products = pq.read_table(mapped / "product.parquet", columns=["billing_account_id"]).to_pandas()
-    counts = products.groupby("billing_account_id").size()
-    per_account = accounts.set_index("billing_account_id")["legacy_account_no"]
-    return pd.Series(counts.to_numpy(), index=counts.index.map(per_account).to_numpy())
-
-
-def _add_expected(
-    totals: dict[str, dict[str, int]],
-    accounts: pd.DataFrame,
-    expected: pd.DataFrame,
-    left_out: pd.Series,
 ) -> None:
-    for currency, rows in accounts.groupby("currency"):
-        entry = totals.setdefault(str(currency), {"legacy_minor": 0, "explained_minor": 0})
-        balances = rows["balance_minor"].dropna()
-        entry["legacy_minor"] += int(sum(int(v) for v in balances))
-        mine = expected[expected["currency"] == currency]
-        held = (
-            rows.set_index("account_no")["balance_minor"]
-            .reindex(left_out.index.intersection(pd.Index(rows["account_no"])))
-            .dropna()
-        )
-        entry["explained_minor"] += (
-            int(mine["pending_minor"].sum())
-            + int(mine["bonus_money_minor"].sum())
-            - int(sum(int(v) for v in held))
-        )
+    """Tables ``expected`` (from the snapshot) and ``actual`` (from the target) in ``duck``."""
+    derive_expected(duck, run_dir / "snapshot", run_dir / "mapped", cutoff, dispositions)
+    with translate_errors(url, "reading the target", TargetError):
+        copy_target(url, duck)
+
+
+@dataclass(frozen=True)
+class _TargetChecks:
+    """What the target's own SQL and the workbench's row counts say beyond the comparison."""
+
+    orphans: dict[str, int]
+    currency_totals: dict[str, dict[str, int]]
+    missing_keys: list[str]
+    accounting: Accounting
+    control: dict[str, Any]
+
+
+def _target_checks(url: str, duck: duckdb.DuckDBPyConnection, run_dir: Path) -> _TargetChecks:
+    engine = create_engine(url, read_only=True)
+    try:
+        with translate_errors(url, "reading the target", TargetError), engine.connect() as conn:
+            return _TargetChecks(
+                orphans=orphans(duck),
+                currency_totals=currency_totals(conn),
+                missing_keys=missing_primary_keys(conn),
+                accounting=account_rows(conn, duck, run_dir, run_dir.name),
+                control=control_totals(conn, run_dir),
+            )
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _stage(stages: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = round(time.perf_counter() - started, 3)
 
 
 def _money_totals(
@@ -276,8 +266,7 @@ def _money_totals(
 
 
 def _criteria(
-    differing: int,
-    left_out: int,
+    found: Reconciliation,
     totals: dict[str, dict[str, int]],
     dangling: dict[str, int],
 ) -> tuple[Criterion, ...]:
@@ -286,8 +275,10 @@ def _criteria(
     return (
         Criterion(
             "every account reconciles",
-            differing == 0,
-            f"{differing} account(s) differ (differences.csv); {left_out} left out with a reason",
+            found.differing_accounts == 0,
+            f"{found.differing_accounts} account(s) differ (differences.csv), "
+            f"{found.differences} field(s) in all; {found.accounts} accounts compared, "
+            f"{found.left_out} left out with a reason",
             "0 differing accounts",
         ),
         Criterion(
@@ -305,24 +296,16 @@ def _criteria(
     )
 
 
-def _great_expectations(url: str, snapshot: Path, out: Path) -> list[Any]:
-    """Run the GX suites (imported only now: GX takes seconds to import) and keep the results."""
-    from validate.gx_suites import run_snapshot_suites, run_target_suites
-
-    with translate_errors(url, "running the target's Great Expectations suites", TargetError):
-        target = run_target_suites(normalise_url(url).render_as_string(hide_password=False))
-    before = run_snapshot_suites(snapshot)
-    folder = out / "gx"
-    folder.mkdir(exist_ok=True)
-    for name, findings in (("target.json", target), ("snapshot.json", before)):
-        (folder / name).write_text(
-            json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
-    return target
+def _keys(missing: list[str]) -> Criterion:
+    return Criterion(
+        "the target enforces its primary keys",
+        not missing,
+        "missing: " + "; ".join(missing) if missing else "every table declares its primary key",
+        "a primary key on every target table (what makes a surrogate id unique)",
+    )
 
 
-def _expectations(findings: list[Any]) -> Criterion:
+def _expectations(findings: list[expectations.Finding]) -> Criterion:
     failed = [f for f in findings if not f.success]
     return Criterion(
         "target passes its Great Expectations suites",
@@ -372,7 +355,11 @@ def _write(
         "target": result.target,
         "verdict": "PASS" if result.passed else "FAIL",
         "criteria": [asdict(c) for c in result.criteria],
-        "differing_accounts": result.differing_accounts,
+        "reconciliation": asdict(result.reconciliation),
+        "stage_seconds": result.stage_seconds,
+        "seconds": round(result.seconds, 3),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "operator": getpass.getuser(),
     }
     totals = {
         "money_by_currency": result.totals,
@@ -380,7 +367,19 @@ def _write(
         "rows": {"legacy_entities": accounting.entities, "target_tables": accounting.tables},
     }
     for name, document in (("verdict.json", verdict), ("totals.json", totals)):
-        (out / name).write_text(
-            json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
+        write_json(out / name, document)
+    run_dir = out.parent
+    outputs = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    write_json(
+        out / "manifest.json",
+        {
+            "format": "billmig-validation/1",
+            "run_id": result.run_id,
+            "phase": "validate",
+            "inputs": {
+                name: sha256_file(run_dir / name)
+                for name in ("snapshot/manifest.json", "mapped/manifest.json")
+            },
+            "outputs": {str(p.relative_to(out)): sha256_file(p) for p in outputs},
+        },
+    )
