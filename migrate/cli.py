@@ -169,6 +169,56 @@ def validate(state: _State, run_id: str) -> int:
 
 
 @cli.command()
+@click.option("--run", "run_id", required=True, help="Validated run to build the pack of.")
+@click.option(
+    "--unmasked",
+    is_flag=True,
+    help="Leave personal data in (operator's own use only; recorded in the manifest).",
+)
+@pass_state
+def report(state: _State, run_id: str, unmasked: bool) -> int:
+    """Write the sign-off pack runs/<run>/signoff/: report.html, report.pdf, evidence, manifest."""
+    from validate.report import run_report
+
+    result = run_report(state.config(), run_id=run_id, unmasked=unmasked)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose sign-off pack is decided on.")
+@click.option("--role", required=True, help="One of [signoff] roles in billmig.toml.")
+@click.option("--name", required=True, help="Full name of the person deciding.")
+@click.option("--decision", required=True, type=click.Choice(["approve", "reject"]))
+@click.option("--comment", default="", help="Why, or under which condition.")
+@pass_state
+def signoff(state: _State, run_id: str, role: str, name: str, decision: str, comment: str) -> int:
+    """Record a decision on the pack, bound to its current manifest hash (signoffs.jsonl)."""
+    from validate.pack import record_signoff
+
+    result = record_signoff(
+        state.config(), run_id=run_id, role=role, name=name, decision=decision, comment=comment
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("run")
+@pass_state
+def verify(state: _State, run: str) -> int:
+    """Recompute every hash of a sign-off pack (RUN: a run id or a folder holding signoff/)."""
+    from validate.pack import verify_pack
+
+    folder = Path(run)
+    if not (folder / "signoff").is_dir():
+        folder = folder.parent if folder.name == "signoff" else state.config().runs_path / run
+    result = verify_pack(folder)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
 @click.option("--run", "run_id", required=True, help="Run whose rows to remove from the target.")
 @click.option("--force", is_flag=True, help="Roll back even after cutover.")
 @pass_state

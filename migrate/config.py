@@ -114,6 +114,14 @@ class ValidateConfig:
 
 
 @dataclass(frozen=True)
+class SignoffConfig:
+    """``[signoff]``: who must approve a run's sign-off pack (SPEC §10; the cutover gate)."""
+
+    roles: tuple[str, ...] = ("migration_lead", "finance_controller", "internal_audit")
+    """Each role must record an approval bound to the pack's current manifest hash."""
+
+
+@dataclass(frozen=True)
 class MoneyConfig:
     """``[money]``: the one rounding step of every computed amount (SPEC §2)."""
 
@@ -153,6 +161,7 @@ class Config:
     money: MoneyConfig = field(default_factory=MoneyConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    signoff: SignoffConfig = field(default_factory=SignoffConfig)
     waves: tuple[WaveConfig, ...] = ()
     sha256: str = ""
     """SHA-256 of the billmig.toml bytes (empty when running without a file)."""
@@ -284,6 +293,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         "money",
         "load",
         "validate",
+        "signoff",
         "waves",
     }
     unknown = sorted(set(raw) - known)
@@ -317,6 +327,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         money=_choices(_section(MoneyConfig, raw.get("money", {}), "money"), "money"),
         load=_load_section(raw.get("load", {})),
         validate=_section(ValidateConfig, raw.get("validate", {}), "validate"),
+        signoff=_signoff_section(raw.get("signoff", {})),
         waves=_waves(raw.get("waves", {})),
         sha256=digest,
     )
@@ -346,6 +357,23 @@ def _choices(section: _Section, name: str) -> _Section:
                 hint=f"fix it in {CONFIG_FILE}",
             )
     return section
+
+
+def _signoff_section(values: Mapping[str, Any]) -> SignoffConfig:
+    unknown = sorted(set(values) - {"roles"})
+    if unknown:
+        raise ConfigError(f"unknown key signoff.{unknown[0]} in {CONFIG_FILE}", hint="remove it")
+    roles = values.get("roles", SignoffConfig.roles)
+    if (
+        isinstance(roles, str)
+        or not all(isinstance(r, str) and r.strip() for r in roles)
+        or not roles
+    ):
+        raise ConfigError(
+            "signoff.roles must be a non-empty list of role names",
+            hint='e.g. roles = ["migration_lead", "finance_controller", "internal_audit"]',
+        )
+    return SignoffConfig(roles=tuple(r.strip() for r in roles))
 
 
 def _load_section(values: Mapping[str, Any]) -> LoadConfig:

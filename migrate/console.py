@@ -103,7 +103,10 @@ class Console:
         for data in result.tables():
             table = Table(title=data.title, title_justify="left", caption=data.footer or None)
             for header in data.headers:
-                table.add_column(header, justify="right" if header.endswith("#") else "left")
+                # fold, never "…": a path or a hash cut short is one nobody can use
+                table.add_column(
+                    header, justify="right" if header.endswith("#") else "left", overflow="fold"
+                )
             for row in data.rows:
                 table.add_row(*(_cell(v) for v in row))
             self.out.print(table)

@@ -38,7 +38,7 @@ from migrate.config import Config, mask_url
 from migrate.db import create_engine, translate_errors
 from migrate.errors import EXIT_OK, InputError, TargetError
 from migrate.lock import workspace_lock
-from migrate.manifest import sha256_file
+from migrate.manifest import sha256_file, write_json
 from migrate.progress import SILENT, Progress
 from migrate.rendering import TableData
 from migrate.target_schema import (
@@ -166,6 +166,7 @@ def run_load(config: Config, *, run_id: str, progress: Progress = SILENT) -> Loa
         TargetError: the target refused a batch (message names table, batch, legacy key).
     """
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     url = config.target_url()
     mapped = _Mapped.open(config, run_id)
     with workspace_lock(config.runs_path, "load", run_id):
@@ -185,7 +186,23 @@ def run_load(config: Config, *, run_id: str, progress: Progress = SILENT) -> Loa
                 _set_status(engine, url, run_id, "loaded", finished=True)
         finally:
             engine.dispose()
-    return LoadResult(run_id, mask_url(url), claim.outcome, tables, time.perf_counter() - started)
+    result = LoadResult(run_id, mask_url(url), claim.outcome, tables, time.perf_counter() - started)
+    if result.outcome != "already loaded":
+        write_json(
+            config.runs_path / run_id / "load-run.json",
+            {
+                "phase": "load",
+                "run_id": run_id,
+                "target": result.target,
+                "outcome": result.outcome,
+                "operator": getpass.getuser(),
+                "started_at": started_at.isoformat(),
+                "finished_at": datetime.now(UTC).isoformat(),
+                "seconds": round(result.seconds, 3),
+                "rows": {t.name: t.rows for t in tables},
+            },
+        )
+    return result
 
 
 def create_target_schema(engine: sa.Engine) -> None:

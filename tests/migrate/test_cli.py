@@ -26,7 +26,7 @@ def test_help_is_fast_and_lists_the_commands() -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "extract" in done.stdout and "synth" in done.stdout
-    heavy = {"pyarrow", "pandas", "sqlalchemy", "great_expectations"}
+    heavy = {"pyarrow", "pandas", "sqlalchemy", "great_expectations", "duckdb", "weasyprint"}
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()}
     assert not heavy & imported
 
@@ -90,5 +90,6 @@ def test_synth_then_extract_json(
 
 def test_demo_runs_end_to_end(in_workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--accounts", "400"]) == 0
-    out = capsys.readouterr().out
-    assert "snapshot reconciles" in out and "legacy.sqlite" in out
+    out = "".join(line.strip(" │\n") for line in capsys.readouterr().out.splitlines())
+    assert "legacy.sqlite" in out and "target.sqlite" in out and "report.html" in out
+    assert list(in_workspace.glob("runs/demo-*/signoff/report.pdf"))

@@ -1,0 +1,89 @@
+"""Personal data out of every artifact auditors receive (SPEC §10).
+
+Masked by default, in stable pseudonyms so two mentions of one subscriber still match:
+
+* MSISDNs keep the operator code and the last two digits: ``+7 701 *** ** 67``;
+* national IDs (12-digit IIN/BIN) become ``IIN#`` and ten hex digits of a SHA-256 keyed with
+  the workspace namespace (the same ID gives the same pseudonym in every pack of the workspace,
+  and the digits cannot be read back without the key);
+* names known to the snapshot become ``name#`` and ten hex digits likewise; numbers known to
+  the snapshot (however malformed) keep only their last two digits.
+
+CSV cells that a spreadsheet would run as a formula (beginning with ``= + - @``, or a tab or
+carriage return) are prefixed with an apostrophe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+MSISDN = re.compile(r"(?<![\d+])(?:\+?7|8)((?:[\s\-()]*\d){10})(?!\d)")
+"""A Kazakh number written any of the ways legacy systems write it: +7 701 123 45 67,
+87011234567, 7(701)123-45-67, 77011234567."""
+NATIONAL_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Masker:
+    """Replaces personal data in text with stable pseudonyms (or leaves it, when disabled)."""
+
+    key: str
+    """Workspace namespace: keys the pseudonyms."""
+    names: frozenset[str] = field(default_factory=frozenset)
+    """Names the text may contain (clients that exceptions mention)."""
+    numbers: frozenset[str] = field(default_factory=frozenset)
+    """Numbers as legacy wrote them, however malformed (lines that exceptions mention)."""
+    enabled: bool = True
+
+    def text(self, value: str) -> str:
+        """``value`` with every MSISDN, national ID and known name masked."""
+        if not self.enabled or not value:
+            return value
+        for name in sorted(self.names, key=len, reverse=True):
+            if name in value:
+                value = value.replace(name, self.pseudonym("name", name))
+        for number in sorted(self.numbers, key=len, reverse=True):
+            if number in value:
+                value = value.replace(number, _masked_number(number))
+        value = MSISDN.sub(_masked_msisdn, value)
+        return NATIONAL_ID.sub(lambda m: self.pseudonym("IIN", m.group(0)), value)
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        """``kind#`` and ten hex digits of an HMAC-SHA-256 of ``value``."""
+        digest = hmac.new(self.key.encode(), value.encode(), hashlib.sha256).hexdigest()
+        return f"{kind}#{digest[:10]}"
+
+    def with_names(self, names: Iterable[str | None]) -> Masker:
+        """The same masker knowing these names too."""
+        known = {n.strip() for n in names if n and len(n.strip()) >= 3}
+        return replace(self, names=self.names | frozenset(known))
+
+    def with_numbers(self, numbers: Iterable[str | None]) -> Masker:
+        """The same masker knowing these raw numbers too."""
+        known = {n for n in numbers if n and sum(c.isdigit() for c in n) >= 5}
+        return replace(self, numbers=self.numbers | frozenset(known))
+
+
+def _masked_msisdn(found: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", found.group(1))
+    return f"+7 {digits[:3]} *** ** {digits[-2:]}"
+
+
+def _masked_number(raw: str) -> str:
+    """A known number: the Kazakh form when it is one, else stars and the last two digits."""
+    digits = re.sub(r"\D", "", raw)
+    if len(digits) == 11 and digits[0] in "78":
+        return f"+7 {digits[1:4]} *** ** {digits[-2:]}"
+    return f"*** ** {digits[-2:]}"
+
+
+def neutralise(cell: object) -> object:
+    """A CSV cell a spreadsheet will show as text, never run as a formula."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+        return "'" + cell
+    return cell
