@@ -101,14 +101,19 @@ class Console:
         if self.quiet:
             return
         for data in result.tables():
-            table = Table(title=data.title, title_justify="left", caption=data.footer or None)
+            # Text, not str: a cell such as "[validate] in billmig.toml" is data, not markup
+            table = Table(
+                title=Text(data.title),
+                title_justify="left",
+                caption=Text(data.footer) if data.footer else None,
+            )
             for header in data.headers:
                 # fold, never "…": a path or a hash cut short is one nobody can use
                 table.add_column(
                     header, justify="right" if header.endswith("#") else "left", overflow="fold"
                 )
             for row in data.rows:
-                table.add_row(*(_cell(v) for v in row))
+                table.add_row(*(Text(_cell(v)) for v in row))
             self.out.print(table)
 
     def error(self, message: str) -> None:
