@@ -39,6 +39,7 @@ from migrate import __version__
 from migrate.amounts import as_decimal
 from migrate.config import Config, WaveConfig, mask_url
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError
+from migrate.ledger import PhaseContext, run_phase
 from migrate.legacy_reader import LegacyReader, RawColumns, open_reader
 from migrate.legacy_schema import (
     BY_NAME,
@@ -179,17 +180,32 @@ def run_extract(
     *,
     wave: str | None = None,
     run_id: str | None = None,
+    label: str | None = None,
     progress: Progress = SILENT,
 ) -> ExtractResult:
     """Extract the legacy database into ``runs/<run_id>/snapshot/``.
+
+    ``label`` names a rehearsal (``mock-3``) in the run ledger.
 
     Raises:
         ConfigError: no URL, no cutoff, unknown wave or a broken profile.
         SourceError: the legacy database cannot be read (message names what and where).
 
     A snapshot that does not reconcile with the source control totals is still written, so the
-    difference can be inspected; the result says so and its exit code is 1.
+    difference can be inspected; the result says so and its exit code is 1. The phase is
+    recorded in the run ledger (:mod:`migrate.ledger`).
     """
+    name = run_id or new_run_id()
+    return run_phase(
+        config,
+        "extract",
+        name,
+        lambda: _extract(config, wave=wave, run_id=name, progress=progress),
+        PhaseContext(wave=wave, label=label),
+    )
+
+
+def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progress) -> ExtractResult:
     url = config.source_url()
     if config.extract.cutoff is None:
         raise ConfigError(
@@ -197,7 +213,6 @@ def run_extract(
         )
     profile = load_profile(config.resolve(config.source.profile))
     wave_config = config.wave(wave) if wave else None
-    run_id = run_id or new_run_id()
     snapshot_dir = config.runs_path / run_id / "snapshot"
     if snapshot_dir.exists():
         raise InputError(f"{snapshot_dir} already exists", hint="extract into a new --run-id")

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from migrate.config import Config, mask_url
 from migrate.db import create_engine, translate_errors
 from migrate.errors import EXIT_OK, InputError, TargetError
-from migrate.lock import workspace_lock
+from migrate.ledger import run_phase
 from migrate.manifest import sha256_file, write_json
 from migrate.progress import SILENT, Progress
 from migrate.rendering import TableData
@@ -162,30 +162,34 @@ def run_load(config: Config, *, run_id: str, progress: Progress = SILENT) -> Loa
     """Load ``runs/<run_id>/mapped`` into the target database.
 
     Raises:
-        InputError: no mapped output, an overlapping loaded run, a busy workspace.
+        InputError: no mapped output, an overlapping loaded run, a busy workspace, map not run
+            or its inputs changed since (the run ledger).
         TargetError: the target refused a batch (message names table, batch, legacy key).
     """
+    return run_phase(config, "load", run_id, lambda: _load(config, run_id, progress))
+
+
+def _load(config: Config, run_id: str, progress: Progress) -> LoadResult:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     url = config.target_url()
     mapped = _Mapped.open(config, run_id)
-    with workspace_lock(config.runs_path, "load", run_id):
-        engine = create_engine(url)
-        try:
-            with translate_errors(url, "creating the target schema", TargetError):
-                create_target_schema(engine)
-            claim = _claim(engine, url, run_id, mapped, config.load.batch_rows)
-            if claim.outcome == "already loaded":
-                tables = tuple(
-                    TableLoad(t.name, mapped.rows(t.name), 0, 0, 0, 0.0) for t in TARGET_TABLES
-                )
-            else:
-                tables = _load_tables(engine, url, run_id, mapped, claim, progress)
-                with translate_errors(url, "adding references and indexes", TargetError):
-                    complete_target_schema(engine)
-                _set_status(engine, url, run_id, "loaded", finished=True)
-        finally:
-            engine.dispose()
+    engine = create_engine(url)
+    try:
+        with translate_errors(url, "creating the target schema", TargetError):
+            create_target_schema(engine)
+        claim = _claim(engine, url, run_id, mapped, config.load.batch_rows)
+        if claim.outcome == "already loaded":
+            tables = tuple(
+                TableLoad(t.name, mapped.rows(t.name), 0, 0, 0, 0.0) for t in TARGET_TABLES
+            )
+        else:
+            tables = _load_tables(engine, url, run_id, mapped, claim, progress)
+            with translate_errors(url, "adding references and indexes", TargetError):
+                complete_target_schema(engine)
+            _set_status(engine, url, run_id, "loaded", finished=True)
+    finally:
+        engine.dispose()
     result = LoadResult(run_id, mask_url(url), claim.outcome, tables, time.perf_counter() - started)
     if result.outcome != "already loaded":
         write_json(
@@ -511,26 +515,29 @@ def run_rollback(config: Config, *, run_id: str, force: bool = False) -> Rollbac
     Raises:
         InputError: the run was cut over (without ``force``), or the workspace is busy.
     """
+    return run_phase(config, "rollback", run_id, lambda: _rollback(config, run_id, force))
+
+
+def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:
     started = time.perf_counter()
     url = config.target_url()
-    with workspace_lock(config.runs_path, "rollback", run_id):
-        engine = create_engine(url)
-        try:
-            with translate_errors(url, "rolling back", TargetError):
-                JOURNAL_METADATA.create_all(engine)
-                outcome = _mark_rolling_back(engine, run_id, force)
-                tables = tuple(
-                    _rollback_table(engine, table, run_id) for table in reversed(TARGET_TABLES)
+    engine = create_engine(url)
+    try:
+        with translate_errors(url, "rolling back", TargetError):
+            JOURNAL_METADATA.create_all(engine)
+            outcome = _mark_rolling_back(engine, run_id, force)
+            tables = tuple(
+                _rollback_table(engine, table, run_id) for table in reversed(TARGET_TABLES)
+            )
+            with engine.begin() as conn:
+                conn.execute(sa.delete(LOAD_JOURNAL).where(LOAD_JOURNAL.c.run_id == run_id))
+                conn.execute(
+                    sa.update(LOAD_RUN)
+                    .where(LOAD_RUN.c.run_id == run_id)
+                    .values(status="rolled_back", finished_at=_now())
                 )
-                with engine.begin() as conn:
-                    conn.execute(sa.delete(LOAD_JOURNAL).where(LOAD_JOURNAL.c.run_id == run_id))
-                    conn.execute(
-                        sa.update(LOAD_RUN)
-                        .where(LOAD_RUN.c.run_id == run_id)
-                        .values(status="rolled_back", finished_at=_now())
-                    )
-        finally:
-            engine.dispose()
+    finally:
+        engine.dispose()
     return RollbackResult(run_id, mask_url(url), outcome, tables, time.perf_counter() - started)
 
 
@@ -566,3 +573,27 @@ def _rollback_table(engine: sa.Engine, table: sa.Table, run_id: str) -> TableRol
         deleted = conn.execute(sa.delete(table).where(condition)).rowcount
         after = int(conn.execute(count).scalar_one())
     return TableRollback(table.name, before, after, int(deleted or 0))
+
+
+def mark_cut_over(config: Config, run_id: str) -> None:
+    """Record in the target that ``run_id`` went live: from now on rollback needs ``--force``.
+
+    Raises:
+        InputError: the target holds no loaded run of that id.
+    """
+    url = config.target_url()
+    engine = create_engine(url)
+    try:
+        with translate_errors(url, "recording the cutover", TargetError), engine.begin() as conn:
+            done = conn.execute(
+                sa.update(LOAD_RUN)
+                .where(LOAD_RUN.c.run_id == run_id, LOAD_RUN.c.status.in_(("loaded", "cut_over")))
+                .values(status="cut_over", finished_at=_now())
+            )
+            if done.rowcount != 1:
+                raise InputError(
+                    f"the target {mask_url(url)} holds no loaded run {run_id}",
+                    hint="check BILLMIG_TARGET_URL: the gate records cutover where the run loaded",
+                )
+    finally:
+        engine.dispose()

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from migrate import __version__
 from migrate.config import Config
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
+from migrate.ledger import run_phase
 from migrate.manifest import canonical_json, git_state, sha256_file, write_json
 from migrate.mapping.bucket import FORECAST_COLUMNS, TOTAL_COLUMNS, BucketContext, map_bucket
 from migrate.mapping.dispositions import Dispositions, load_dispositions
@@ -216,8 +217,13 @@ def run_map(config: Config, *, run_id: str, progress: Progress = SILENT) -> MapR
     """Map ``runs/<run_id>/snapshot`` into ``runs/<run_id>/mapped``.
 
     Raises:
-        InputError: no such run, an incomplete or altered snapshot, or a bad mapping file.
+        InputError: no such run, an incomplete or altered snapshot, or a bad mapping file;
+            extract has not run for it or its inputs changed since (the run ledger).
     """
+    return run_phase(config, "map", run_id, lambda: _map(config, run_id, progress))
+
+
+def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
     started = time.perf_counter()
     run_dir = config.runs_path / run_id
     snapshot = _Snapshot.open(run_dir / "snapshot")

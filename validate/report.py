@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from migrate.config import Config
 from migrate.errors import EXIT_OK, InputError
+from migrate.ledger import run_phase
 from migrate.manifest import sha256_file
 from migrate.rendering import TableData
 from validate.charts import bar_chart
@@ -100,8 +101,12 @@ def run_report(config: Config, *, run_id: str, unmasked: bool = False) -> Report
     """Build the sign-off pack of a validated run.
 
     Raises:
-        InputError: the run has not been validated.
+        InputError: the run has not been validated, or its inputs changed since (the ledger).
     """
+    return run_phase(config, "report", run_id, lambda: _report(config, run_id, unmasked))
+
+
+def _report(config: Config, run_id: str, unmasked: bool) -> ReportResult:
     run_dir = config.runs_path / run_id
     validation = run_dir / "validation"
     if not (validation / "manifest.json").is_file():

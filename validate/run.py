@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from migrate.config import Config, mask_url
 from migrate.db import create_engine, translate_errors
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
+from migrate.ledger import run_phase
 from migrate.manifest import sha256_file, write_json
 from migrate.rendering import TableData
 from validate import expectations
@@ -125,9 +126,14 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
     """Validate run ``run_id``'s target against its snapshot.
 
     Raises:
-        InputError: no snapshot or mapped output for the run.
+        InputError: no snapshot or mapped output for the run; load has not run for it or its
+            inputs changed since (the run ledger).
         TargetError: the target cannot be read.
     """
+    return run_phase(config, "validate", run_id, lambda: _run(config, run_id))
+
+
+def _run(config: Config, run_id: str) -> ValidationResult:
     started = time.perf_counter()
     run_dir = config.runs_path / run_id
     snapshot, mapped = run_dir / "snapshot", run_dir / "mapped"

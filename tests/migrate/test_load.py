@@ -300,7 +300,7 @@ def test_export_writes_files_and_control_totals(runs: dict[str, Any], tmp_path: 
 def test_load_needs_a_target_url_and_a_mapped_run(runs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="no target database URL"):
         run_load(config_for(runs["root"], runs["url"]), run_id="kcell")
-    with pytest.raises(InputError, match="billmig map --run nope"):
+    with pytest.raises(InputError, match=r"needs map first.*billmig map --run nope"):
         run_load(_config(runs, "sqlite:///unused"), run_id="nope")
 
 

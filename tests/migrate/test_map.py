@@ -8,6 +8,7 @@ the checks that span partitions (duplicate numbers and clients, orphans) cross t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from migrate.cli import main
 from migrate.demo import DEMO_SEED
 from migrate.errors import InputError
 from migrate.extract import run_extract
+from migrate.ledger import append_entry, read_ledger
 from migrate.mapper import MapResult, run_map
 from migrate.synth import SynthOptions, run_synth
 from migrate.target_schema import TARGET_TABLES
@@ -239,9 +241,14 @@ def test_map_refuses_a_missing_or_altered_snapshot(
     extracted: dict[str, Any], tmp_path: Path
 ) -> None:
     config = config_for(extracted["root"], extracted["url"])
-    with pytest.raises(InputError, match="no complete snapshot"):
+    with pytest.raises(InputError, match="needs extract first"):
         run_map(config, run_id="nope")
     copy = extracted["root"] / "runs" / "altered"
+    # the ledger's view: "altered" was extracted like r1; only a data file differs after it
+    ledger = read_ledger(config.runs_path)
+    extract = [e for e in ledger if e.run_id == "r1" and e.phase == "extract"][-1]
+    recorded = {k.replace("/r1/", "/altered/"): v for k, v in extract.outputs.items()}
+    append_entry(config.runs_path, replace(extract, run_id="altered", outputs=recorded))
     copy.mkdir()
     snapshot = extracted["root"] / "runs" / "r1" / "snapshot"
     (copy / "snapshot").mkdir()
