@@ -219,6 +219,57 @@ def verify(state: _State, run: str) -> int:
 
 
 @cli.command()
+@pass_state
+def runs(state: _State) -> int:
+    """List every run with its phase states (the run ledger) and accounts per wave."""
+    from migrate.ledger import runs_overview
+
+    result = runs_overview(state.config())
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--label", required=True, help="Name of the rehearsal, e.g. mock-3.")
+@click.option("--wave", default=None, help="Rehearse only this configured wave.")
+@pass_state
+def rehearse(state: _State, label: str, wave: str | None) -> int:
+    """Run every phase into the rehearsal target; compare with the previous rehearsal."""
+    from migrate.rehearse import run_rehearsal
+
+    result = run_rehearsal(
+        state.config(), label=label, wave=wave, progress=state.console.progress()
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@pass_state
+def compare(state: _State, run_a: str, run_b: str) -> int:
+    """Drift, exceptions, output equality, timings and window forecast of two runs."""
+    from migrate.rehearse import compare_runs
+
+    result = compare_runs(state.config(), run_a, run_b)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run to take live.")
+@pass_state
+def cutover(state: _State, run_id: str) -> int:
+    """The go/no-go gate: every criterion with its evidence; records the cutover on GO."""
+    from migrate.cutover import run_cutover
+
+    result = run_cutover(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
 @click.option("--run", "run_id", required=True, help="Run whose rows to remove from the target.")
 @click.option("--force", is_flag=True, help="Roll back even after cutover.")
 @pass_state

@@ -114,6 +114,18 @@ class ValidateConfig:
 
 
 @dataclass(frozen=True)
+class RehearsalConfig:
+    """``[rehearsal]``: where rehearsals load, and what the window forecast measures against."""
+
+    url: str | None = None
+    """Rehearsal target: from BILLMIG_REHEARSAL_URL or .secrets.toml, never billmig.toml."""
+    production_accounts: int = 10_000_000
+    """Accounts the production migration will move (the forecast's volume)."""
+    window_hours: float = 120.0
+    """Length of the restricted-services window (Kcell's ran 1–5 July 2016: 120 h)."""
+
+
+@dataclass(frozen=True)
 class SignoffConfig:
     """``[signoff]``: who must approve a run's sign-off pack (SPEC §10; the cutover gate)."""
 
@@ -162,6 +174,7 @@ class Config:
     load: LoadConfig = field(default_factory=LoadConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     signoff: SignoffConfig = field(default_factory=SignoffConfig)
+    rehearsal: RehearsalConfig = field(default_factory=RehearsalConfig)
     waves: tuple[WaveConfig, ...] = ()
     sha256: str = ""
     """SHA-256 of the billmig.toml bytes (empty when running without a file)."""
@@ -238,6 +251,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     secrets = _read_secrets(config_path.parent / SECRETS_FILE)
     raw.setdefault("source", {})["url"] = env.get("BILLMIG_SOURCE_URL") or secrets.get("source")
     raw.setdefault("target", {})["url"] = env.get("BILLMIG_TARGET_URL") or secrets.get("target")
+    rehearsal = env.get("BILLMIG_REHEARSAL_URL") or secrets.get("rehearsal")
+    if rehearsal:
+        raw.setdefault("rehearsal", {})["url"] = rehearsal
     return _build(raw, config_path.parent, digest)
 
 
@@ -249,7 +265,7 @@ def _parse_toml(data: bytes, path: Path) -> dict[str, Any]:
 
 
 def _refuse_inline_credentials(raw: Mapping[str, Any]) -> None:
-    for section in ("source", "target"):
+    for section in ("source", "target", "rehearsal"):
         if "url" in raw.get(section, {}):
             raise ConfigError(
                 f"[{section}] url must not be in {CONFIG_FILE} (it is committed to git)",
@@ -278,7 +294,7 @@ def _read_secrets(path: Path) -> dict[str, str]:
     raw = _parse_toml(path.read_bytes(), path)
     return {
         section: str(raw[section]["url"])
-        for section in ("source", "target")
+        for section in ("source", "target", "rehearsal")
         if isinstance(raw.get(section), dict) and "url" in raw[section]
     }
 
@@ -294,6 +310,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         "load",
         "validate",
         "signoff",
+        "rehearsal",
         "waves",
     }
     unknown = sorted(set(raw) - known)
@@ -313,7 +330,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
     extract = _section(ExtractConfig, extract_raw, "extract")
     if extract.chunk_rows < 1:
         raise ConfigError("extract.chunk_rows must be at least 1", hint="use e.g. 100000")
-    for url_key in ("source", "target"):
+    for url_key in ("source", "target", "rehearsal"):
         url = raw.get(url_key, {}).get("url")
         if url:
             _check_url(url, url_key)
@@ -328,6 +345,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         load=_load_section(raw.get("load", {})),
         validate=_section(ValidateConfig, raw.get("validate", {}), "validate"),
         signoff=_signoff_section(raw.get("signoff", {})),
+        rehearsal=_rehearsal_section(raw.get("rehearsal", {})),
         waves=_waves(raw.get("waves", {})),
         sha256=digest,
     )
@@ -356,6 +374,16 @@ def _choices(section: _Section, name: str) -> _Section:
                 f"{name}.{key} = {value!r} is not one of {', '.join(allowed)}",
                 hint=f"fix it in {CONFIG_FILE}",
             )
+    return section
+
+
+def _rehearsal_section(values: Mapping[str, Any]) -> RehearsalConfig:
+    section = _section(RehearsalConfig, values, "rehearsal")
+    if section.production_accounts < 1 or section.window_hours <= 0:
+        raise ConfigError(
+            "rehearsal.production_accounts and rehearsal.window_hours must be positive",
+            hint=f"fix them in {CONFIG_FILE}",
+        )
     return section
 
 
