@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -265,6 +266,41 @@ def cutover(state: _State, run_id: str) -> int:
     from migrate.cutover import run_cutover
 
     result = run_cutover(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("rules", type=click.Path(path_type=Path))
+@click.option("--incident", required=True, help="Incident id: part of every idempotency key.")
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--region", default=None, help="Only accounts of this region.")
+@click.option(
+    "--accounts",
+    "accounts_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Only these accounts: a file with one account number per line.",
+)
+@pass_state
+def compensate(
+    state: _State,
+    rules: Path,
+    incident: str,
+    start: datetime,
+    end: datetime,
+    region: str | None,
+    accounts_file: Path | None,
+) -> int:
+    """Credit an incident's compensation once; texts and totals in a verifiable pack."""
+    from migrate.compensation import Scope, read_accounts, run_compensate
+
+    scope = Scope(region=region, accounts=read_accounts(accounts_file) if accounts_file else None)
+    result = run_compensate(
+        state.config(), rules=rules, incident=incident, start=start.date(), end=end.date(),
+        scope=scope,
+    )  # fmt: skip
     state.console.render(result)
     return result.exit_code
 

@@ -31,7 +31,7 @@ MANIFEST_FORMAT = "billmig-signoff/1"
 PACK_DIR = "signoff"
 MANIFEST = "manifest.json"
 SIGNOFFS = "signoffs.jsonl"
-COVERED = ("snapshot", "mapped", "validation", PACK_DIR)
+COVERED = ("snapshot", "mapped", "validation", "compensation", PACK_DIR)
 """Folders of a run whose every file the manifest lists (besides the run's top-level files)."""
 NOT_ARTIFACTS = {f"{PACK_DIR}/{MANIFEST}", f"{PACK_DIR}/{SIGNOFFS}"}
 DECISIONS = ("approve", "reject")
@@ -62,11 +62,22 @@ def artifacts(run_dir: Path) -> dict[str, str]:
 
 
 def write_manifest(
-    config: Config, run_dir: Path, *, masked: bool, operator: str
+    config: Config,
+    run_dir: Path,
+    *,
+    masked: bool,
+    operator: str,
+    previous: tuple[str, str] | None = ("validate", "validation/manifest.json"),
+    rules: Path | None = None,
 ) -> tuple[Path, str]:
-    """Write the pack's manifest; returns its path and its hash."""
-    previous = run_dir / "validation" / MANIFEST
+    """Write the pack's manifest; returns its path and its hash.
+
+    ``previous`` is the phase and manifest (relative to the run) chained in; ``rules`` a
+    compensation rule file the pack was computed from.
+    """
     mappings = [config.resolve(config.map.tariffs), config.resolve(config.map.dispositions)]
+    if rules is not None:
+        mappings.append(rules)
     if config.source.profile:
         mappings.append(config.resolve(config.source.profile))
     document: dict[str, Any] = {
@@ -85,15 +96,18 @@ def write_manifest(
                 if path.is_file()
             },
         },
-        "previous": {
-            "phase": "validate",
-            "manifest": "validation/manifest.json",
-            "sha256": sha256_file(previous),
+        "previous": None
+        if previous is None
+        else {
+            "phase": previous[0],
+            "manifest": previous[1],
+            "sha256": sha256_file(run_dir / previous[1]),
         },
         "artifacts": artifacts(run_dir),
     }
     document["manifest_sha256"] = _self_hash(document)
     path = run_dir / PACK_DIR / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, document)
     return path, document["manifest_sha256"]
 
