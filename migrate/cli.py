@@ -270,6 +270,71 @@ def cutover(state: _State, run_id: str) -> int:
     return result.exit_code
 
 
+@cli.group()
+def window() -> None:
+    """The restricted-services window: open, status, close, check an operation, breaches."""
+
+
+@window.command(name="open")
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--run", "run_id", default=None, help="Mapped run whose top-up forecast to notify.")
+@pass_state
+def window_open(state: _State, start: datetime, end: datetime, run_id: str | None) -> int:
+    """Open the window: runs/window.json, ledger entry, subscriber notices as files."""
+    from migrate.window import open_window
+
+    result = open_window(state.config(), start=start.date(), end=end.date(), forecast_run=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="status")
+@pass_state
+def window_status_command(state: _State) -> int:
+    """Show the window's state (what front-ends poll in runs/window.json)."""
+    from migrate.window import window_status
+
+    result = window_status(state.config())
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="close")
+@pass_state
+def window_close(state: _State) -> int:
+    """Close the window (runs/window.json and the ledger)."""
+    from migrate.window import close_window
+
+    result = close_window(state.config())
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="check")
+@click.argument("operation")
+@pass_state
+def window_check(state: _State, operation: str) -> int:
+    """Exit 0 if OPERATION may run now, 1 if the open window blocks it; says why."""
+    from migrate.window import check_operation
+
+    result = check_operation(state.config(), operation)
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="breaches")
+@click.option("--run", "run_id", required=True, help="Run the breaches are recorded for.")
+@pass_state
+def window_breaches(state: _State, run_id: str) -> int:
+    """List orders of a blocked kind created in legacy inside the window (FREEZE_BREACH)."""
+    from migrate.window import find_breaches
+
+    result = find_breaches(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
 @cli.command()
 @click.argument("rules", type=click.Path(path_type=Path))
 @click.option("--incident", required=True, help="Incident id: part of every idempotency key.")

@@ -4,7 +4,8 @@ Every criterion is printed with its evidence; the gate opens only when all hold:
 
 * validation PASS, and the run's phases are current (the run ledger refuses a stale run);
 * the sign-off pack verifies (no artifact changed since it was built);
-* no blocking exception without a disposition;
+* no blocking exception without a disposition (the run's exceptions and the freeze breaches
+  ``billmig window breaches`` recorded for it);
 * every required role (``[signoff] roles``) approved the pack's *current* manifest hash, and its
   latest decision is not a rejection;
 * the post-snapshot delta is replayed and reconciled, and the restricted-services window is
@@ -17,12 +18,14 @@ target marks the run ``cut_over``: from then on ``rollback`` needs ``--force``.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -31,6 +34,7 @@ from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK
 from migrate.ledger import run_phase
 from migrate.load import mark_cut_over
 from migrate.manifest import write_json
+from migrate.mapping.dispositions import load_dispositions
 from migrate.rendering import TableData
 from validate.pack import manifest_hash, read_signoffs, verify_pack
 
@@ -98,7 +102,7 @@ def _gate(config: Config, run_id: str) -> CutoverResult:
     checks = (
         _verdict(run_dir),
         _pack(run_dir),
-        _blocking(run_dir),
+        _blocking(config, run_dir),
         *_signoffs(config, run_dir, current),
         _delta(run_dir),
         _window(config.runs_path),
@@ -133,7 +137,7 @@ def _pack(run_dir: Path) -> GateCheck:
     )
 
 
-def _blocking(run_dir: Path) -> GateCheck:
+def _blocking(config: Config, run_dir: Path) -> GateCheck:
     exceptions = pq.read_table(
         run_dir / "mapped" / "exceptions.parquet",
         columns=["reason_code", "severity", "disposition"],
@@ -141,10 +145,14 @@ def _blocking(run_dir: Path) -> GateCheck:
     open_blocks = exceptions.filter(
         pc.and_(pc.equal(exceptions["severity"], "block"), pc.is_null(exceptions["disposition"]))
     )
-    counts = sorted(
-        (str(v["values"]), int(v["counts"]))
+    found: dict[str, int] = {
+        str(v["values"]): int(v["counts"])
         for v in pc.value_counts(open_blocks["reason_code"]).to_pylist()
-    )
+    }
+    breaches = _open_breaches(config, run_dir)
+    if breaches:
+        found["FREEZE_BREACH"] = found.get("FREEZE_BREACH", 0) + breaches
+    counts = sorted(found.items())
     return GateCheck(
         "no blocking exception without a disposition",
         not counts,
@@ -153,6 +161,19 @@ def _blocking(run_dir: Path) -> GateCheck:
         else ", ".join(f"{code} {n}" for code, n in counts)
         + " (decide them in mappings/dispositions.csv, then rerun from map)",
     )
+
+
+def _open_breaches(config: Config, run_dir: Path) -> int:
+    """Freeze breaches found for the run that no disposition covers."""
+    path = run_dir / "freeze_breaches.csv"
+    if not path.is_file():
+        return 0
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = pd.DataFrame(list(csv.DictReader(handle)))
+    if rows.empty:
+        return 0
+    decided = load_dispositions(config.resolve(config.map.dispositions)).apply(rows)
+    return int(decided["disposition"].isna().sum())
 
 
 def _signoffs(config: Config, run_dir: Path, current: str) -> list[GateCheck]:

@@ -111,6 +111,7 @@ def phase_inputs(config: Config, phase: str, run_id: str) -> dict[str, str]:
     run = f"{config.workspace.runs_dir}/{run_id}"
     names = {
         "rollback": [],
+        "window": ["mappings/window.toml"],
         "extract": [config.source.profile],
         "map": [f"{run}/snapshot/manifest.json", config.map.tariffs, config.map.dispositions],
         "load": [f"{run}/mapped/manifest.json"],
@@ -131,6 +132,7 @@ def phase_outputs(config: Config, phase: str, run_id: str) -> dict[str, str]:
     run = f"{config.workspace.runs_dir}/{run_id}"
     name = {
         "rollback": "",
+        "window": f"{config.workspace.runs_dir}/window.json",
         "extract": f"{run}/snapshot/manifest.json",
         "map": f"{run}/mapped/manifest.json",
         "load": f"{run}/load-run.json",

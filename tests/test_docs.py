@@ -35,6 +35,10 @@ def _check(words: list[str]) -> None:
     assert words, "bare billmig"
     command = group.commands.get(words[0])
     assert command is not None, f"no command {words[0]!r}"
+    while isinstance(command, click.Group) and len(words) > 1:  # billmig window open …
+        words = words[1:]
+        command = command.commands.get(words[0])
+        assert command is not None, f"no subcommand {words[0]!r}"
     known = {o for p in command.params for o in getattr(p, "opts", [])}
     for word in words[1:]:
         if word.startswith("--"):
