@@ -82,6 +82,12 @@ def cli(
     help="Where to list the planted anomalies (default: runs/synth/planted.json).",
 )
 @click.option("--replace", is_flag=True, help="Drop and regenerate existing legacy tables.")
+@click.option(
+    "--window-activity",
+    is_flag=True,
+    help="Add what reaches legacy after the snapshot: delayed charges, settlement-centre "
+    "payments, orders the window blocks.",
+)
 @pass_state
 def synth(
     state: _State,
@@ -91,13 +97,16 @@ def synth(
     anomaly_rate: float,
     manifest_path: Path | None,
     replace: bool,
+    window_activity: bool,
 ) -> int:
     """Generate a realistic legacy billing database with planted anomalies."""
     from migrate.synth import SynthOptions, run_synth
 
     config = state.config()
     manifest_path = manifest_path or config.runs_path / "synth" / "planted.json"
-    options = SynthOptions(accounts=accounts, seed=seed, anomaly_rate=anomaly_rate)
+    options = SynthOptions(
+        accounts=accounts, seed=seed, anomaly_rate=anomaly_rate, window_activity=window_activity
+    )
     result = run_synth(
         url, options, manifest_path, replace=replace, progress=state.console.progress()
     )
@@ -266,6 +275,18 @@ def cutover(state: _State, run_id: str) -> int:
     from migrate.cutover import run_cutover
 
     result = run_cutover(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Loaded run whose delta to replay.")
+@pass_state
+def delta(state: _State, run_id: str) -> int:
+    """Replay post-snapshot charges and payments onto the target, once (runs/<run>/delta.json)."""
+    from migrate.delta import run_delta
+
+    result = run_delta(state.config(), run_id=run_id)
     state.console.render(result)
     return result.exit_code
 

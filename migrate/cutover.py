@@ -8,9 +8,9 @@ Every criterion is printed with its evidence; the gate opens only when all hold:
   ``billmig window breaches`` recorded for it);
 * every required role (``[signoff] roles``) approved the pack's *current* manifest hash, and its
   latest decision is not a rejection;
-* the post-snapshot delta is replayed and reconciled, and the restricted-services window is
-  open — checked once those records exist (``runs/<run>/delta.json``, ``runs/window.json``);
-  this build has neither phase, and the evidence says so.
+* the post-snapshot delta is replayed and reconciled (``runs/<run>/delta.json``, written by
+  ``billmig delta``), and the restricted-services window is open (``runs/window.json``) —
+  each checked once its record exists; without one the evidence says so.
 
 On success the cutover is recorded in the ledger and ``runs/<run>/cutover.json``, and the
 target marks the run ``cut_over``: from then on ``rollback`` needs ``--force``.
@@ -203,7 +203,7 @@ def _delta(run_dir: Path) -> GateCheck:
         return GateCheck(
             "delta replayed and reconciled",
             True,
-            "no post-snapshot delta recorded for this run (this build has no delta phase)",
+            "no post-snapshot delta recorded for this run (billmig delta has not run)",
         )
     delta = json.loads(record.read_text(encoding="utf-8"))
     return GateCheck(
@@ -219,7 +219,7 @@ def _window(runs_path: Path) -> GateCheck:
         return GateCheck(
             "restricted-services window open",
             True,
-            "no window recorded (this build has no window phase)",
+            "no window recorded (billmig window open has not run)",
         )
     window = json.loads(record.read_text(encoding="utf-8"))
     return GateCheck(

@@ -110,6 +110,7 @@ def phase_inputs(config: Config, phase: str, run_id: str) -> dict[str, str]:
     """The files ``phase`` reads, with their SHA-256 now (workspace-relative names)."""
     run = f"{config.workspace.runs_dir}/{run_id}"
     names = {
+        "delta": [f"{run}/snapshot/manifest.json", f"{run}/load-run.json"],
         "rollback": [],
         "window": ["mappings/window.toml"],
         "extract": [config.source.profile],
@@ -119,6 +120,7 @@ def phase_inputs(config: Config, phase: str, run_id: str) -> dict[str, str]:
             f"{run}/snapshot/manifest.json",
             f"{run}/mapped/manifest.json",
             f"{run}/load-run.json",
+            f"{run}/delta.json",
             config.map.dispositions,
         ],
         "report": [f"{run}/validation/manifest.json"],
@@ -131,6 +133,7 @@ def phase_outputs(config: Config, phase: str, run_id: str) -> dict[str, str]:
     """The file ``phase`` leaves as its evidence, with its SHA-256."""
     run = f"{config.workspace.runs_dir}/{run_id}"
     name = {
+        "delta": f"{run}/delta.json",
         "rollback": "",
         "window": f"{config.workspace.runs_dir}/window.json",
         "extract": f"{run}/snapshot/manifest.json",

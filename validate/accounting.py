@@ -3,7 +3,7 @@
 * Per legacy entity: the snapshot's rows = rows mapped + merged + left in legacy + held +
   withheld by an exception, from the run's lineage, and every legacy key exactly once.
 * Per target table: the rows the target holds for the run (a SQL count) = the rows the mapped
-  output has for it.
+  output has for it, plus those a replayed delta created, less those it removed.
 * Control totals: the legacy database's own aggregates (recorded by ``extract`` as SQL run on
   legacy) against the target's (SQL run on the target), with what explains the gap.
 """
@@ -79,11 +79,16 @@ def account_rows(
             **counted,
         }
     mapped = json.loads((run_dir / "mapped" / "manifest.json").read_text(encoding="utf-8"))
+    delta_file = run_dir / "delta.json"
+    delta = json.loads(delta_file.read_text(encoding="utf-8")) if delta_file.is_file() else {}
     tables = {}
     for table in TARGET_TABLES:
         held = sa.select(sa.func.count()).select_from(table).where(table.c.run_id == run_id)
+        replayed = int(delta.get("rows_created", {}).get(table.name, 0)) - int(
+            delta.get("rows_removed", {}).get(table.name, 0)
+        )
         tables[table.name] = {
-            "mapped": int(mapped["outputs"][f"{table.name}.parquet"]["rows"]),
+            "mapped": int(mapped["outputs"][f"{table.name}.parquet"]["rows"]) + replayed,
             "target": int(conn.execute(held).scalar_one()),
         }
     return Accounting(entities, tables)

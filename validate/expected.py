@@ -30,10 +30,13 @@ from validate.workbench import parquet, rows, store
 
 FIELDS = (
     "copies", "currency", "rating_type", "state", "credit_limit_minor", "main_minor",
-    "main_buckets", "bonus_money_minor", "pending_minor", "debt_minor", "negative_amounts",
-    "products",
+    "main_buckets", "bonus_money_minor", "pending_minor", "debt_minor", "net_minor",
+    "negative_amounts", "products",
 )  # fmt: skip
 """The per-account fingerprint both sides are compared on, field by field."""
+SPLIT_BY_DELTA = ("main_minor", "debt_minor")
+"""Fields a replayed delta redistributes (a charge empties main, then makes debt): for an
+account with delta events only their net is predicted, snapshot net + Σ delta."""
 
 
 def derive_expected(
@@ -43,10 +46,22 @@ def derive_expected(
     cutoff: pd.Timestamp,
     dispositions: Path,
 ) -> None:
-    """Create table ``expected`` from the snapshot, the mapped product counts and decisions."""
+    """Create table ``expected`` from the snapshot, the mapped product counts and decisions.
+
+    A replayed delta (``<run>/delta/events.parquet``: the post-snapshot events as legacy has
+    them) moves each account's expected net by the sum of its events.
+    """
     store(duck, "blocked", _blocked(duck, snapshot, dispositions))
+    events = snapshot.parent / "delta" / "events.parquet"
+    delta = (
+        f"SELECT account_no, sum(CASE WHEN entity = 'payments' THEN amount_minor "
+        f"ELSE -amount_minor END) AS amount FROM {parquet(events)} GROUP BY account_no"
+        if events.is_file()
+        else "SELECT NULL::VARCHAR AS account_no, NULL::BIGINT AS amount WHERE false"
+    )
     duck.execute(
         _EXPECTED.format(
+            delta=delta,
             accounts=parquet(snapshot / "accounts.parquet"),
             payments=parquet(snapshot / "payments.parquet"),
             bonuses=parquet(snapshot / "bonuses.parquet"),
@@ -93,6 +108,8 @@ WITH pending AS (
     GROUP BY account_no
 ), clients AS (
     SELECT DISTINCT client_id FROM {clients}
+), delta AS (
+    {delta}
 ), products AS (
     SELECT b.legacy_account_no AS account_no, count(*) AS products
     FROM {products} p JOIN {mapped_accounts} b ON b.billing_account_id = p.billing_account_id
@@ -133,24 +150,31 @@ SELECT
     CASE WHEN j.left_out_because IS NULL THEN
         CASE WHEN j.balance_minor < 0 THEN -j.balance_minor WHEN j.balance_minor >= 0 THEN 0 END
         END AS debt_minor,
+    CASE WHEN j.left_out_because IS NULL THEN j.balance_minor + coalesce(d.amount, 0)
+        END AS net_minor,
+    CASE WHEN j.left_out_because IS NULL THEN coalesce(d.amount, 0) END AS delta_minor,
+    d.account_no IS NOT NULL AS has_delta,
     CASE WHEN j.left_out_because IS NULL THEN 0 END AS negative_amounts,
     CASE WHEN j.left_out_because IS NULL THEN coalesce(m.products, 0) END AS products
 FROM judged j
 LEFT JOIN pending p ON p.account_no = j.account_no
 LEFT JOIN bonus b ON b.account_no = j.account_no
 LEFT JOIN products m ON m.account_no = j.account_no
+LEFT JOIN delta d ON d.account_no = j.account_no
 """
 
 
 def legacy_money(duck: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
     """Per currency: the legacy balances and what explains a difference to the target.
 
-    Explained = in-transit payments and live money bonuses of migrating accounts, less the
-    balances of accounts left out (write-offs are added from the target by the caller).
+    Explained = in-transit payments, live money bonuses and the replayed delta of migrating
+    accounts, less the balances of accounts left out (write-offs are added from the target by
+    the caller).
     """
     found = duck.execute(
         "SELECT legacy_currency, sum(legacy_balance_minor), "
-        "sum(CASE WHEN left_out_because IS NULL THEN pending_minor + bonus_money_minor "
+        "sum(CASE WHEN left_out_because IS NULL "
+        "THEN pending_minor + bonus_money_minor + delta_minor "
         "ELSE -coalesce(legacy_balance_minor, 0) END) "
         "FROM expected WHERE legacy_currency IS NOT NULL GROUP BY legacy_currency"
     ).fetchall()

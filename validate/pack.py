@@ -31,7 +31,7 @@ MANIFEST_FORMAT = "billmig-signoff/1"
 PACK_DIR = "signoff"
 MANIFEST = "manifest.json"
 SIGNOFFS = "signoffs.jsonl"
-COVERED = ("snapshot", "mapped", "validation", "compensation", PACK_DIR)
+COVERED = ("snapshot", "mapped", "delta", "validation", "compensation", PACK_DIR)
 """Folders of a run whose every file the manifest lists (besides the run's top-level files)."""
 NOT_ARTIFACTS = {f"{PACK_DIR}/{MANIFEST}", f"{PACK_DIR}/{SIGNOFFS}"}
 DECISIONS = ("approve", "reject")

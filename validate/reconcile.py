@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from validate.expected import FIELDS
+from validate.expected import FIELDS, SPLIT_BY_DELTA
 
 DIFFERENCE_COLUMNS = ("legacy_account_no", "field", "expected", "actual")
 
@@ -64,17 +64,21 @@ def _differences_sql() -> str:
         column = f"{prefix}_{field}"
         return f"coalesce({column}, 0)" if field == "copies" else column
 
+    def unless_delta(field: str) -> str:
+        return " AND NOT coalesce(has_delta, false)" if field in SPLIT_BY_DELTA else ""
+
     joined = ", ".join(f"w.{f} AS want_{f}, h.{f} AS have_{f}" for f in FIELDS)
     checks = "\nUNION ALL\n".join(
         f"SELECT legacy_account_no, '{field}' AS field, "
         f"CAST({side('want', field)} AS VARCHAR) AS expected, "
         f"CAST({side('have', field)} AS VARCHAR) AS actual "
         f"FROM joined WHERE {side('want', field)} IS DISTINCT FROM {side('have', field)}"
+        f"{unless_delta(field)}"
         for field in FIELDS
     )
     return (
         "CREATE OR REPLACE TABLE differences AS\n"
-        f"WITH joined AS MATERIALIZED (SELECT legacy_account_no, {joined} "
+        f"WITH joined AS MATERIALIZED (SELECT legacy_account_no, w.has_delta, {joined} "
         "FROM expected w FULL JOIN actual h USING (legacy_account_no))\n"
         f"{checks}"
     )

@@ -218,6 +218,7 @@ def _context(
         "phases": phases,
         "codes": codes,
         "gx": {name: _gx_summary(found) for name, found in gx.items()},
+        "delta": _read(run_dir / "delta.json") or None,
         "roles": config.signoff.roles,
         "signoffs": [s.to_dict() for s in signoffs],
         "charts": {

@@ -146,6 +146,8 @@ SELECT
     sum(coalesce(p.pending_minor, 0)) AS pending_minor,
     -- what legacy owed = debt carried + debt written off
     sum(coalesce(d.debt_minor, 0)) + sum(coalesce(w.write_off_minor, 0)) AS debt_minor,
+    sum(coalesce(b.main_minor, 0)) - sum(coalesce(d.debt_minor, 0))
+        - sum(coalesce(w.write_off_minor, 0)) AS net_minor,
     CAST(coalesce(min(b.lowest_bucket_minor), 0) < 0 AS INTEGER)
         + CAST(coalesce(min(d.lowest_debt_minor), 1) <= 0 AS INTEGER) AS negative_amounts,
     sum(coalesce(r.products, 0)) AS products,

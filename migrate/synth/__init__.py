@@ -25,6 +25,7 @@ from migrate.reasons import ReasonCode
 from migrate.rendering import TableData
 from migrate.synth import catalogue as cat
 from migrate.synth.generate import PLANTED_CODES, Array, Generator, SynthOptions
+from migrate.synth.window import window_rows
 
 __all__ = ["PLANTED_CODES", "SynthOptions", "SynthResult", "run_synth"]
 
@@ -103,8 +104,14 @@ def run_synth(
             for code, keys in chunk.planted.items():
                 planted.setdefault(code, []).extend(keys)
             task.advance(count)
+        window: dict[str, int] = {}
+        if options.window_activity:
+            with engine.begin() as conn:
+                for name, data in window_rows(options).items():
+                    window[name] = _insert(conn, tables[name], data)
+                    rows[name] += window[name]
     engine.dispose()
-    _write_manifest(manifest_path, options, rows, planted)
+    _write_manifest(manifest_path, options, rows, planted, window)
     return SynthResult(
         url=mask_url(url),
         rows=rows,
@@ -186,6 +193,7 @@ def _write_manifest(
     options: SynthOptions,
     rows: dict[str, int],
     planted: dict[ReasonCode, list[tuple[str, str]]],
+    window: dict[str, int],
 ) -> None:
     by_code: dict[str, dict[str, list[str]]] = {}
     for code in PLANTED_CODES:
@@ -200,6 +208,7 @@ def _write_manifest(
         "rows": rows,
         "planted_counts": {code: sum(map(len, ents.values())) for code, ents in by_code.items()},
         "planted": by_code,
+        "window_activity": window,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

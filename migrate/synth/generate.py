@@ -71,6 +71,8 @@ class SynthOptions:
     """The snapshot moment (operator local time): everything generated reached legacy before it."""
     chunk_accounts: int = 50_000
     """Accounts per generated chunk; fixed so a seed always gives the same data."""
+    window_activity: bool = False
+    """Also generate what reaches legacy after ``as_of`` (:mod:`migrate.synth.window`)."""
 
 
 @dataclass

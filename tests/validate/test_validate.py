@@ -196,13 +196,13 @@ def _pending_lost(target: str) -> set[str]:
 
 
 CORRUPTIONS: dict[str, tuple[Callable[[str], set[str]], set[str]]] = {
-    "one tiyn moved between two accounts": (_tiyn_moved, {"main_minor"}),
+    "one tiyn moved between two accounts": (_tiyn_moved, {"main_minor", "net_minor"}),
     "one product deleted": (_product_deleted, {"products"}),
-    "one debt doubled": (_debt_doubled, {"debt_minor"}),
+    "one debt doubled": (_debt_doubled, {"debt_minor", "net_minor"}),
     "one account duplicated": (_account_duplicated, {"copies"}),
     "one prepaid main bucket set negative": (
         _prepaid_main_negative,
-        {"main_minor", "negative_amounts"},
+        {"main_minor", "negative_amounts", "net_minor"},
     ),
     "one credit limit changed": (_credit_limit_changed, {"credit_limit_minor"}),
     "one pending payment lost": (_pending_lost, {"pending_minor"}),
@@ -303,6 +303,7 @@ def test_amounts_beyond_two_to_the_53_stay_exact(tmp_path: Path) -> None:
         assert sums == {"400": 2 * big, "401": huge, "402": 2 * huge}
         duck.execute(
             "CREATE TABLE expected AS SELECT legacy_account_no, NULL AS left_out_because, "
+            "false AS has_delta, "
             "* EXCLUDE (legacy_account_no, write_off_minor) FROM actual"
         )
         assert reconcile(duck, tmp_path / "same.csv").differing_accounts == 0
