@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,33 +198,36 @@ def _signoffs(config: Config, run_dir: Path, current: str) -> list[GateCheck]:
     return checks
 
 
+def _recorded(
+    name: str, path: Path, absent: str, judge: Callable[[dict[str, Any]], tuple[bool, str]]
+) -> GateCheck:
+    """A criterion that binds once its phase has left a record, and says so until then."""
+    if not path.exists():
+        return GateCheck(name, True, absent)
+    passed, evidence = judge(json.loads(path.read_text(encoding="utf-8")))
+    return GateCheck(name, passed, evidence)
+
+
 def _delta(run_dir: Path) -> GateCheck:
-    record = run_dir / "delta.json"
-    if not record.exists():
-        return GateCheck(
-            "delta replayed and reconciled",
-            True,
-            "no post-snapshot delta recorded for this run (billmig delta has not run)",
-        )
-    delta = json.loads(record.read_text(encoding="utf-8"))
-    return GateCheck(
+    return _recorded(
         "delta replayed and reconciled",
-        bool(delta.get("reconciled")),
-        f"{delta.get('events', 0)} event(s) replayed; reconciled: {delta.get('reconciled')}",
+        run_dir / "delta.json",
+        "no post-snapshot delta recorded for this run (billmig delta has not run)",
+        lambda d: (
+            bool(d.get("reconciled")),
+            f"{d.get('events', 0)} event(s) replayed; reconciled: {d.get('reconciled')}",
+        ),
     )
 
 
 def _window(runs_path: Path) -> GateCheck:
-    record = runs_path / "window.json"
-    if not record.exists():
-        return GateCheck(
-            "restricted-services window open",
-            True,
-            "no window recorded (billmig window open has not run)",
-        )
-    window = json.loads(record.read_text(encoding="utf-8"))
-    return GateCheck(
+    return _recorded(
         "restricted-services window open",
-        window.get("state") == "open",
-        f"window {window.get('state')} since {window.get('since', '?')}",
+        runs_path / "window.json",
+        "no window recorded (billmig window open has not run)",
+        lambda w: (
+            w.get("state") == "open",
+            f"window {w.get('state')}: opened {w.get('opened_at')}"
+            + (f", closed {w['closed_at']}" if w.get("closed_at") else ""),
+        ),
     )

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from migrate.cli import main
 from migrate.config import load_config
-from migrate.cutover import _open_breaches
+from migrate.cutover import _open_breaches, _window
 from migrate.db import create_engine
 from migrate.extract import run_extract
 from migrate.mapper import run_map
@@ -82,7 +82,9 @@ def test_the_window_from_open_to_close(workspace: dict[str, Any], capsys: Any) -
     with dispositions.open("a", encoding="utf-8") as handle:
         handle.write("orders,900000,FREEZE_BREACH,fix_in_source,CRM lead,2016-07-02,reversed\n")
     assert _open_breaches(config, root / "runs" / "r1") == 0
+    assert _window(config.runs_path).passed  # the cutover gate's window criterion
     assert main(["window", "close"]) == 0
+    assert not _window(config.runs_path).passed
     assert main(["window", "check", "tariff_change"]) == 0
     assert main(["window", "check", "voice_call"]) == 0
     ledger = [json.loads(line) for line in (root / "runs" / "ledger.jsonl").open()]
