@@ -306,7 +306,7 @@ def _finish(
 
 # -- billmig runs --------------------------------------------------------------------------
 
-SHOWN = (*PHASES, "rollback")
+SHOWN = (*PHASES[:3], "delta", *PHASES[3:], "rollback")
 
 
 @dataclass(frozen=True)
@@ -366,6 +366,8 @@ def runs_overview(config: Config) -> RunsOverview:
     by_run = latest(entries)
     runs = []
     for run_id, phases in by_run.items():
+        if not set(phases) & set(SHOWN):
+            continue  # the window's own entries: billmig window status shows them
         extract = phases.get("extract")
         runs.append(
             (
