@@ -107,6 +107,8 @@ class DeltaResult:
     rows_removed: dict[str, int]
     reconciled: bool
     problems: tuple[str, ...]
+    money_by_currency: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Every event of the run (applied now or before), minor units: charges and payments."""
 
     @property
     def exit_code(self) -> int:
@@ -268,8 +270,13 @@ def _replay(
             problems = _check(conn, run_id, events, accounts, todo, states, before)
     finally:
         engine.dispose()
+    money: dict[str, dict[str, int]] = {}
+    for event in events:
+        entry = money.setdefault(event.currency, {"charges_minor": 0, "payments_minor": 0})
+        entry[f"{event.entity}_minor"] += event.amount_minor
     return DeltaResult(run_id, mask_url(url), len(events), len(todo), len(events) - len(todo),
-                       dict(created), dict(removed), not problems, tuple(problems))  # fmt: skip
+                       dict(created), dict(removed), not problems, tuple(problems),
+                       money)  # fmt: skip
 
 
 def _states(conn: sa.Connection, ids: set[str]) -> dict[str, AccountState]:

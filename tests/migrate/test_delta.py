@@ -130,6 +130,9 @@ def test_charges_then_a_payment_replayed_once(loaded: dict[str, Any]) -> None:
     recorded = json.loads((config.runs_path / "r1" / "delta.json").read_text())
     assert recorded["rows_created"] == {"balance_action": 3, "debt_item": 2}
     assert recorded["rows_removed"] == {"debt_item": 1}
+    assert recorded["money_by_currency"] == {
+        "KZT": {"charges_minor": 30000, "payments_minor": 8000}
+    }
 
 
 def test_validate_reconciles_snapshot_plus_delta(loaded: dict[str, Any]) -> None:
