@@ -45,13 +45,15 @@ def main() -> None:
     }
     try:
         snapshot = work / "runs" / "bench" / "snapshot" / "manifest.json"
-        if not snapshot.exists():
+        if not (work / "legacy.sqlite").exists():
             subprocess.run(
                 [str(BILLMIG), "--quiet", "synth", "--url", url, "--accounts", str(args.accounts),
                  "--manifest", str(work / "planted.json"), "--replace"],
                 env=env, cwd=ROOT, check=True,
             )  # fmt: skip
-            shutil.rmtree(work / "runs" / "bench", ignore_errors=True)
+        if not snapshot.exists() or not (work / "runs" / "ledger.jsonl").exists():
+            # a work directory from before the run ledger: extract again so map may follow it
+            shutil.rmtree(work / "runs", ignore_errors=True)
             subprocess.run(
                 [str(BILLMIG), "--quiet", "extract", "--run-id", "bench"],
                 env=env,

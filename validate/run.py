@@ -14,6 +14,7 @@ import getpass
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -205,10 +206,28 @@ def per_account_sides(
     cutoff: pd.Timestamp,
     dispositions: Path,
 ) -> None:
-    """Tables ``expected`` (from the snapshot) and ``actual`` (from the target) in ``duck``."""
-    derive_expected(duck, run_dir / "snapshot", run_dir / "mapped", cutoff, dispositions)
-    with translate_errors(url, "reading the target", TargetError):
-        copy_target(url, duck)
+    """Tables ``expected`` (from the snapshot) and ``actual`` (from the target) in ``duck``.
+
+    Both at once: DuckDB derives the expected side on a second connection to the workbench
+    while this thread streams the target (each waits on other work than the other: Parquet
+    scans and hash joins against the target database's COPY).
+    """
+    second = duck.cursor()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            expected = pool.submit(
+                derive_expected, second, run_dir / "snapshot", run_dir / "mapped", cutoff,
+                dispositions,
+            )  # fmt: skip
+            try:
+                with translate_errors(url, "reading the target", TargetError):
+                    copy_target(url, duck)
+            except BaseException:
+                wait([expected])  # the target's failure is the one to report
+                raise
+            expected.result()
+    finally:
+        second.close()
 
 
 @dataclass(frozen=True)
