@@ -91,15 +91,7 @@ class CompensationResult:
 
     def totals(self) -> list[dict[str, Any]]:
         """Credits per rule, band and currency/unit."""
-        grouped: dict[tuple[str, str, str], list[Credit]] = defaultdict(list)
-        for credit in self.credits:
-            grouped[(credit.rule, credit.band, credit.currency or "units")].append(credit)
-        return [
-            {"rule": rule, "band": band, "currency_or_unit": unit, "credits": len(items),
-             "amount_minor": sum(c.amount_minor or 0 for c in items),
-             "amount_units": sum(c.amount_units or 0 for c in items)}
-            for (rule, band, unit), items in sorted(grouped.items())
-        ]  # fmt: skip
+        return totals(self.credits)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -159,6 +151,19 @@ class CompensationResult:
                 )
             )
         return out
+
+
+def totals(credits: tuple[Credit, ...] | list[Credit]) -> list[dict[str, Any]]:
+    """Credits per rule, band and currency (or ``units`` for grants)."""
+    grouped: dict[tuple[str, str, str], list[Credit]] = defaultdict(list)
+    for credit in credits:
+        grouped[(credit.rule, credit.band, credit.currency or "units")].append(credit)
+    return [
+        {"rule": rule, "band": band, "currency_or_unit": unit, "credits": len(items),
+         "amount_minor": sum(c.amount_minor or 0 for c in items),
+         "amount_units": sum(c.amount_units or 0 for c in items)}
+        for (rule, band, unit), items in sorted(grouped.items())
+    ]  # fmt: skip
 
 
 def run_compensate(
@@ -377,14 +382,11 @@ def _write_pack(
                        "bands_matched", "subscribers"],
           [["RULE_GAP", g.rule, g.offering, g.kind, g.data_mb, g.has_video,
             "; ".join(g.bands), g.subscribers] for g in gaps])  # fmt: skip
-    result = CompensationResult(
-        out.name, rule_file.title, out, tuple(credits), tuple(gaps), 0, 0, ""
-    )
     write_json(
         folder / "totals.json",
         {"incident": out.name, "title": rule_file.title, "period": [str(start), str(end)],
          "scope": scope.describe(), "rule_file_sha256": rule_file.sha256,
-         "totals": result.totals(), "rule_gaps": len(gaps), "credits": len(credits)},
+         "totals": totals(credits), "rule_gaps": len(gaps), "credits": len(credits)},
     )  # fmt: skip
     _, digest = write_manifest(
         config, out, masked=True, operator=getpass.getuser(), previous=None, rules=rule_file.path
