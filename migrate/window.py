@@ -31,6 +31,7 @@ from migrate.config import Config
 from migrate.db import create_engine, translate_errors
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceError
 from migrate.ledger import PhaseContext, run_phase
+from migrate.legacy_schema import CURRENCY_EXPONENTS
 from migrate.manifest import write_json
 from migrate.profiles import load_profile
 from migrate.reasons import ReasonCode
@@ -59,6 +60,8 @@ class Policy:
     title: str
     languages: tuple[str, ...]
     operations: dict[str, Operation]
+    topup_reminder: dict[str, str]
+    """Per language, with {start}, {amount} and {currency}."""
 
 
 def load_policy(config: Config) -> Policy:
@@ -87,9 +90,15 @@ def load_policy(config: Config) -> Policy:
                 hint="fix the policy file",
             )
         operations[name] = Operation(name, status, {lang: str(item[lang]) for lang in languages})
+    reminder = {str(k): str(v) for k, v in raw.get("topup_reminder", {}).items()}
+    if reminder and languages[0] not in reminder:
+        raise InputError(
+            f"{path.name}: [topup_reminder] has no text in {languages[0]}", hint="add it"
+        )
     return Policy(
-        path, hashlib.sha256(data).hexdigest(), str(raw.get("title", "")), languages, operations
-    )
+        path, hashlib.sha256(data).hexdigest(), str(raw.get("title", "")), languages, operations,
+        reminder,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -269,20 +278,14 @@ def _write_notices(
     return written
 
 
-REMINDER = {
-    "ru": "Kcell: с {start} пополнение баланса будет ограничено. Чтобы хватило на абонентскую "
-    "плату, пополните баланс на {amount} {currency} до {start}.",
-    "kk": "Kcell: {start} бастап балансты толықтыру шектеледі. Абоненттік төлемге жету үшін "
-    "балансты {start} дейін {amount} {currency} толықтырыңыз.",
-    "en": "Kcell: from {start} top-ups will be limited. To cover your plan's fee, top up "
-    "{amount} {currency} before {start}.",
-}
-
-
 def _topup_reminders(
     config: Config, policy: Policy, start: date, run_id: str, folder: Path
 ) -> Path:
     forecast = config.runs_path / run_id / "mapped" / "topup_forecast.csv"
+    if not policy.topup_reminder:
+        raise InputError(
+            f"{POLICY_FILE} has no [topup_reminder] texts", hint="add them, or open without --run"
+        )
     if not forecast.is_file():
         raise InputError(
             f"run {run_id} has no top-up forecast", hint=f"run billmig map --run {run_id}"
@@ -295,10 +298,13 @@ def _topup_reminders(
         writer = csv.writer(target)
         writer.writerow(["msisdn", "legacy_account_no", "language", "needed_minor", "text"])
         for row in csv.DictReader(source):
-            language = row["language"] if row["language"] in REMINDER else policy.languages[0]
+            texts = policy.topup_reminder
+            language = row["language"] if row["language"] in texts else policy.languages[0]
             needed = int(row["needed_minor"])
-            amount = f"{needed // 100}.{needed % 100:02d}"
-            text = REMINDER.get(language, REMINDER["ru"]).format(
+            exponent = CURRENCY_EXPONENTS.get(row["currency"], 2)
+            whole, part = divmod(needed, 10**exponent)
+            amount = f"{whole}.{part:0{exponent}d}" if exponent else str(whole)
+            text = texts[language].format(
                 start=f"{start:%d.%m.%Y}", amount=amount, currency=row["currency"]
             )
             writer.writerow([row["msisdn"], row["legacy_account_no"], language, needed, text])
