@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from migrate.errors import ConfigError
+from migrate.errors import ConfigError, InputError
 
 CONFIG_FILE = "billmig.toml"
 SECRETS_FILE = ".secrets.toml"
@@ -255,6 +255,21 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     if rehearsal:
         raw.setdefault("rehearsal", {})["url"] = rehearsal
     return _build(raw, config_path.parent, digest)
+
+
+def read_toml_file(path: Path, what: str, missing_hint: str) -> tuple[dict[str, Any], str]:
+    """A mapping file's TOML content and the SHA-256 of its bytes (what the audit trail names).
+
+    Raises:
+        InputError: the file is missing, or not valid UTF-8 TOML.
+    """
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist", hint=missing_hint)
+    data = path.read_bytes()
+    try:
+        return tomllib.loads(data.decode("utf-8")), hashlib.sha256(data).hexdigest()
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid TOML: {exc}", hint=f"fix the {what}") from exc
 
 
 def _parse_toml(data: bytes, path: Path) -> dict[str, Any]:

@@ -148,3 +148,10 @@ def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
     for index in by_remainder[:leftover]:
         parts[index] += 1
     return [sign * part for part in parts]
+
+
+def format_major(amount_minor: int, exponent: int) -> str:
+    """Minor units as exact major-unit text: ``90`` with exponent 2 → ``0.90``."""
+    sign = "-" if amount_minor < 0 else ""
+    whole, rest = divmod(abs(amount_minor), 10**exponent)
+    return f"{sign}{whole}.{rest:0{exponent}d}" if exponent else f"{sign}{whole}"

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import csv
 import getpass
-import hashlib
 import json
-import tomllib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -27,12 +25,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from migrate.config import Config
+from migrate.config import Config, read_toml_file
 from migrate.db import create_engine, translate_errors
 from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceError
 from migrate.ledger import PhaseContext, run_phase
 from migrate.legacy_schema import CURRENCY_EXPONENTS
 from migrate.manifest import write_json
+from migrate.money import format_major
 from migrate.profiles import load_profile
 from migrate.reasons import ReasonCode
 from migrate.rendering import TableData
@@ -71,13 +70,7 @@ def load_policy(config: Config) -> Policy:
         InputError: missing or malformed, an unknown status, or a text missing a language.
     """
     path = config.resolve(POLICY_FILE)
-    if not path.is_file():
-        raise InputError(f"no window policy at {path}", hint=f"create {POLICY_FILE}")
-    data = path.read_bytes()
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid TOML: {exc}", hint="fix the policy file") from exc
+    raw, sha256 = read_toml_file(path, "window policy", f"create {POLICY_FILE}")
     languages = tuple(raw.get("languages", ["ru"]))
     operations = {}
     for name, item in raw.get("operations", {}).items():
@@ -95,10 +88,7 @@ def load_policy(config: Config) -> Policy:
         raise InputError(
             f"{path.name}: [topup_reminder] has no text in {languages[0]}", hint="add it"
         )
-    return Policy(
-        path, hashlib.sha256(data).hexdigest(), str(raw.get("title", "")), languages, operations,
-        reminder,
-    )  # fmt: skip
+    return Policy(path, sha256, str(raw.get("title", "")), languages, operations, reminder)
 
 
 @dataclass(frozen=True)
@@ -301,9 +291,7 @@ def _topup_reminders(
             texts = policy.topup_reminder
             language = row["language"] if row["language"] in texts else policy.languages[0]
             needed = int(row["needed_minor"])
-            exponent = CURRENCY_EXPONENTS.get(row["currency"], 2)
-            whole, part = divmod(needed, 10**exponent)
-            amount = f"{whole}.{part:0{exponent}d}" if exponent else str(whole)
+            amount = format_major(needed, CURRENCY_EXPONENTS.get(row["currency"], 2))
             text = texts[language].format(
                 start=f"{start:%d.%m.%Y}", amount=amount, currency=row["currency"]
             )

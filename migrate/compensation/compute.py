@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from migrate.compensation.rules import Offering, Rule
 from migrate.legacy_schema import CURRENCY_EXPONENTS
-from migrate.money import round_fraction
+from migrate.money import format_major, round_fraction
 
 CREDIT_KIND = {"daily_fee_percent": "compensation", "refund_charges": "refund",
                "bonus_grant": "bonus_grant"}  # fmt: skip
@@ -88,10 +88,7 @@ def key(incident: str, rule: str, account_no: str, product_key: str | None = Non
 
 def major(amount_minor: int, currency: str) -> str:
     """``90`` BYN → ``0.90``."""
-    exponent = CURRENCY_EXPONENTS.get(currency, 2)
-    sign = "-" if amount_minor < 0 else ""
-    whole, rest = divmod(abs(amount_minor), 10**exponent)
-    return f"{sign}{whole}.{rest:0{exponent}d}" if exponent else f"{sign}{whole}"
+    return format_major(amount_minor, CURRENCY_EXPONENTS.get(currency, 2))
 
 
 def _text(rule: Rule, language: str, default: str, **values: object) -> tuple[str, str]:

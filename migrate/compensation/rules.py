@@ -25,13 +25,12 @@ video; an offering in scope must match exactly one band, or it is a ``RULE_GAP``
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from migrate.config import read_toml_file
 from migrate.errors import InputError
 from migrate.money import RoundingMode, RoundingPolicy, RoundingUnit
 
@@ -112,22 +111,12 @@ def load_rules(path: Path) -> RuleFile:
     Raises:
         InputError: missing file, bad TOML, unknown kind or a band without a percent.
     """
-    if not path.is_file():
-        raise InputError(
-            f"rule file {path} does not exist", hint="pass a file from mappings/compensation/"
-        )
-    data = path.read_bytes()
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid TOML: {exc}", hint="fix the rule file") from exc
+    raw, sha256 = read_toml_file(path, "rule file", "pass a file from mappings/compensation/")
     languages = tuple(raw.get("languages", ["ru"]))
     rules = tuple(_rule(path, item, languages) for item in raw.get("rules", []))
     if not rules:
         raise InputError(f"{path} has no [[rules]]", hint="add at least one rule")
-    return RuleFile(
-        path, hashlib.sha256(data).hexdigest(), str(raw.get("title", path.stem)), languages, rules
-    )
+    return RuleFile(path, sha256, str(raw.get("title", path.stem)), languages, rules)
 
 
 def _rule(path: Path, raw: dict[str, Any], languages: tuple[str, ...]) -> Rule:
