@@ -24,11 +24,13 @@ import csv
 import getpass
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from migrate.amounts import to_minor
@@ -204,9 +206,9 @@ def _credits(
             credits.extend(found)
             gaps.extend(missing)
         elif rule.kind == "refund_charges":
-            if charges is None:
-                charges = _charges(config, days)
             accounts = {s.account_no: s for s in subscribers if s.fee_minor > 0}
+            if charges is None:
+                charges = _charges(config, days, set(accounts))
             credits.extend(refund_credits(rule, incident, accounts, charges, days, default))
         else:
             credits.extend(bonus_credits(rule, incident, subscribers, default))
@@ -253,15 +255,15 @@ def _subscribers(config: Config, url: str, scope: Scope, default: str) -> list[S
             rows = conn.execute(query).all()
     finally:
         engine.dispose()
-    languages = _languages(config)
+    in_scope = [r for r in rows if scope.accounts is None or r[0] in scope.accounts]
+    languages = _languages(config, {_digits(r[4]) for r in in_scope})
     return [
         Subscriber(
             account_no=r[0], billing_account_id=r[1], region=r[2], product_key=r[3], msisdn=r[4],
             offering=Offering(r[5], r[6], r[7], bool(r[8])), fee_minor=int(r[9] or 0),
             currency=r[10], language=languages.get(_digits(r[4]), default),
         )
-        for r in rows
-        if scope.accounts is None or r[0] in scope.accounts
+        for r in in_scope
     ]  # fmt: skip
 
 
@@ -269,29 +271,43 @@ def _digits(msisdn: str | None) -> str:
     return "".join(ch for ch in msisdn or "" if ch.isdigit())[-10:]
 
 
-def _source_rows(config: Config, entity: str, where: str, params: dict[str, Any]) -> list[Any]:
-    """Rows of a profile entity, filtered, from the configured source."""
+BATCH_ROWS = 100_000
+
+
+def _source_batches(
+    config: Config, entity: str, where: str, params: dict[str, Any]
+) -> Iterator[Sequence[sa.RowMapping]]:
+    """Rows of a profile entity from the configured source, streamed in batches."""
     if not config.source.url:
-        return []
+        return
     profile = load_profile(config.resolve(config.source.profile))
-    sql = f"SELECT * FROM ({profile.query(entity).sql}) AS e {where}"
+    sql = sa.text(f"SELECT * FROM ({profile.query(entity).sql}) AS e {where}")
     url = config.source.url
     engine = create_engine(url, read_only=True)
     try:
         with translate_errors(url, f"reading {entity}", SourceError), engine.connect() as conn:
-            return list(conn.execute(sa.text(sql), params).mappings())
+            streamed = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS)
+            yield from streamed.execute(sql, params).mappings().partitions()
     finally:
         engine.dispose()
 
 
-def _languages(config: Config) -> dict[str, str]:
-    """Last ten digits of each line's number → the subscriber's language."""
-    rows = _source_rows(config, "lines", "", {})
-    return {_digits(r["msisdn"]): str(r["language"]) for r in rows if r["language"]}
+def _languages(config: Config, numbers: set[str]) -> dict[str, str]:
+    """Last ten digits of each wanted line's number → the subscriber's language."""
+    found = {}
+    for batch in _source_batches(config, "lines", "", {}):
+        for row in batch:
+            digits = _digits(row["msisdn"])
+            if digits in numbers and row["language"]:
+                found[digits] = str(row["language"])
+    return found
 
 
-def _charges(config: Config, days: list[date]) -> list[Charge]:
-    """Charges that occurred in the period, amounts converted exactly to minor units."""
+def _charges(config: Config, days: list[date], accounts: set[str]) -> list[Charge]:
+    """The period's charges of the accounts in scope, summed per account, kind, day, currency.
+
+    Streamed in batches; each amount is converted exactly to minor units before it is added.
+    """
     if not config.source.url:
         raise InputError(
             "refund_charges needs the charges: no source database configured",
@@ -299,27 +315,32 @@ def _charges(config: Config, days: list[date]) -> list[Charge]:
         )
     start = datetime.combine(days[0], time())
     end = datetime.combine(days[-1] + timedelta(days=1), time())
-    rows = _source_rows(
+    sums: dict[tuple[str, str, date, str], int] = defaultdict(int)
+    for batch in _source_batches(
         config, "charges", "WHERE e.occurred_at >= :start AND e.occurred_at < :end",
         {"start": start, "end": end},
-    )  # fmt: skip
-    found = []
-    for row in rows:
-        currency = str(row["currency"])
-        converted = to_minor([row["amount"]], CURRENCY_EXPONENTS.get(currency, 2))
-        if not converted.valid[0]:
-            raise InputError(
-                f"charge {row['charge_id']}: amount {row['amount']!r} is not exact in {currency}",
-                hint="correct the charge at the source; compensation never rounds an input",
+    ):  # fmt: skip
+        rows = [row for row in batch if str(row["account_no"]) in accounts]
+        currencies = [str(row["currency"]) for row in rows]
+        exponents = np.array([CURRENCY_EXPONENTS.get(c, 2) for c in currencies], dtype=np.int64)
+        converted = to_minor([row["amount"] for row in rows], exponents)
+        for row, currency, minor, valid in zip(
+            rows, currencies, converted.minor.tolist(), converted.valid.tolist(), strict=True
+        ):
+            if not valid:
+                raise InputError(
+                    f"charge {row['charge_id']}: amount {row['amount']!r} is not exact in "
+                    f"{currency}",
+                    hint="correct the charge at the source; compensation never rounds an input",
+                )
+            occurred = row["occurred_at"]
+            day = (
+                occurred.date()
+                if isinstance(occurred, datetime)
+                else datetime.fromisoformat(str(occurred)).date()
             )
-        occurred = row["occurred_at"]
-        if not isinstance(occurred, datetime):
-            occurred = datetime.fromisoformat(str(occurred))
-        found.append(
-            Charge(str(row["account_no"]), row["msisdn"], str(row["kind"]),
-                   int(converted.minor[0]), currency, occurred)
-        )  # fmt: skip
-    return found
+            sums[(str(row["account_no"]), str(row["kind"]), day, currency)] += int(minor)
+    return [Charge(a, k, d, c, amount) for (a, k, d, c), amount in sorted(sums.items())]
 
 
 # -- applying and writing --------------------------------------------------------------------

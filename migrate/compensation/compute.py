@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from fractions import Fraction
 
 from migrate.compensation.rules import Offering, Rule
@@ -39,14 +39,13 @@ class Subscriber:
 
 @dataclass(frozen=True)
 class Charge:
-    """A rated charge in the reference shape (SPEC §3), in minor units."""
+    """Charges of one account, kind, day and currency (reference shape, SPEC §3), summed."""
 
     account_no: str
-    msisdn: str | None
     kind: str
-    amount_minor: int
+    day: date
     currency: str
-    occurred_at: datetime
+    amount_minor: int
 
 
 @dataclass(frozen=True)
@@ -150,15 +149,13 @@ def refund_credits(
     default: str,
 ) -> list[Credit]:
     """Usage charged in the period to accounts whose monthly fee was not taken on ``fee_day``."""
-    fee_taken = {
-        c.account_no for c in charges if c.kind == "fee" and c.occurred_at.date() == rule.fee_day
-    }
+    fee_taken = {c.account_no for c in charges if c.kind == "fee" and c.day == rule.fee_day}
     owed: dict[tuple[str, str], int] = defaultdict(int)
     period = set(days)
     for charge in charges:
         if (
             charge.kind in rule.charged_kinds
-            and charge.occurred_at.date() in period
+            and charge.day in period
             and charge.account_no not in fee_taken
             and charge.account_no in accounts
         ):
