@@ -263,11 +263,16 @@ def _replay(
             for event in todo:
                 state = states[accounts[event.account_no]]
                 _apply(conn, state, event, run_id, namespace, created, removed)
-            for state in states.values():
-                if state.bucket_id is not None:
-                    conn.execute(sa.update(BUCKET).where(BUCKET.c.bucket_id == state.bucket_id)
-                                 .values(amount_minor=state.main_minor))  # fmt: skip
-            problems = _check(conn, run_id, events, accounts, todo, states, before)
+            mains = [{"bucket": s.bucket_id, "amount": s.main_minor}
+                     for s in states.values() if s.bucket_id is not None]  # fmt: skip
+            if mains:
+                conn.execute(
+                    sa.update(BUCKET)
+                    .where(BUCKET.c.bucket_id == sa.bindparam("bucket"))
+                    .values(amount_minor=sa.bindparam("amount")),
+                    mains,
+                )
+            problems = _check(conn, run_id, events, accounts, todo, before)
     finally:
         engine.dispose()
     money: dict[str, dict[str, int]] = {}
@@ -279,10 +284,20 @@ def _replay(
                        money)  # fmt: skip
 
 
+IN_LIST = 5_000
+"""Account ids per IN list (SQLite allows 32 766 parameters a statement)."""
+
+
 def _states(conn: sa.Connection, ids: set[str]) -> dict[str, AccountState]:
+    """Main bucket and open debts of the accounts, read in a few grouped queries."""
     states: dict[str, AccountState] = {}
-    if not ids:
-        return states
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), IN_LIST):
+        _read_states(conn, ordered[start : start + IN_LIST], states)
+    return states
+
+
+def _read_states(conn: sa.Connection, ids: list[str], states: dict[str, AccountState]) -> None:
     for account_id, currency in conn.execute(
         sa.select(BA.c.billing_account_id, BA.c.currency).where(BA.c.billing_account_id.in_(ids))
     ).all():
@@ -299,7 +314,6 @@ def _states(conn: sa.Connection, ids: set[str]) -> dict[str, AccountState]:
         .order_by(DEBT.c.aged_from, DEBT.c.debt_id)
     ).all():
         states[account_id].debts.append((debt_id, int(amount)))
-    return states
 
 
 def _apply(
@@ -356,7 +370,6 @@ def _check(
     events: list[Event],
     accounts: dict[str, str],
     todo: list[Event],
-    states: dict[str, AccountState],
     before: dict[str, int],
 ) -> list[str]:
     """Every event has its action; every touched account's net moved by its events."""
@@ -368,24 +381,11 @@ def _check(
     moved: dict[str, int] = defaultdict(int)
     for event in todo:
         moved[accounts[event.account_no]] += event.signed
+    now = {i: state.net for i, state in _states(conn, set(moved)).items()}  # re-read, in bulk
     for account_id, change in moved.items():
-        now = _net(conn, account_id)
-        if now - before[account_id] != change:
+        if now[account_id] - before[account_id] != change:
             problems.append(
-                f"account {account_id}: net moved {now - before[account_id]}, events {change}"
+                f"account {account_id}: net moved {now[account_id] - before[account_id]}, "
+                f"events {change}"
             )
     return problems
-
-
-def _net(conn: sa.Connection, account_id: str) -> int:
-    main = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(BUCKET.c.amount_minor), 0)).where(
-            BUCKET.c.billing_account_id == account_id, BUCKET.c.bucket_type == "main"
-        )
-    ).scalar_one()
-    debt = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(DEBT.c.amount_minor), 0)).where(
-            DEBT.c.billing_account_id == account_id
-        )
-    ).scalar_one()
-    return int(main) - int(debt)
