@@ -170,7 +170,10 @@ def _masker(config: Config, run_dir: Path, unmasked: bool) -> Masker:
 
 
 def _exceptions(run_dir: Path, masker: Masker) -> pd.DataFrame:
-    found = pq.read_table(run_dir / "mapped" / "exceptions.parquet").to_pandas()
+    # nullable Int64, never float64: an amount with nulls beside it must stay exact
+    found = pq.read_table(run_dir / "mapped" / "exceptions.parquet").to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get
+    )
     for column in ("detail", "disposition_why"):
         found[column] = [masker.text(v) if isinstance(v, str) else v for v in found[column]]
     ordered: pd.DataFrame = found.sort_values(
@@ -184,11 +187,7 @@ def _write_exceptions(path: Path, exceptions: pd.DataFrame) -> None:
         writer = csv.writer(handle)
         writer.writerow(exceptions.columns)
         for row in exceptions.itertuples(index=False):
-            writer.writerow(["" if pd.isna(v) else neutralise(_cell(v)) for v in row])
-
-
-def _cell(value: object) -> object:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+            writer.writerow(["" if pd.isna(v) else neutralise(v) for v in row])
 
 
 def _read(path: Path) -> Any:
