@@ -315,8 +315,9 @@ class RunsOverview:
 
     runs: tuple[tuple[str, str, str, dict[str, str]], ...]
     """run, wave, label, phase → latest outcome."""
-    waves: tuple[tuple[str, str, int, int, int], ...]
-    """wave, its latest loaded run, accounts in target, cumulative accounts, money (minor)."""
+    waves: tuple[tuple[str, str, int, int, dict[str, int]], ...]
+    """wave, its latest loaded run, accounts in target, cumulative accounts, target net per
+    currency (minor units; currencies are never added together)."""
 
     @property
     def exit_code(self) -> int:
@@ -336,7 +337,7 @@ class RunsOverview:
                     "run_id": r,
                     "accounts": a,
                     "cumulative_accounts": c,
-                    "target_net_minor": m,
+                    "target_net_minor_by_currency": m,
                 }
                 for w, r, a, c, m in self.waves
             ],
@@ -354,8 +355,12 @@ class RunsOverview:
         )
         waves = TableData(
             title="waves: latest loaded and validated run of each (not rolled back)",
-            headers=("wave", "run", "accounts #", "cumulative #", "target net (minor) #"),
-            rows=list(self.waves) or [("none loaded", "", 0, 0, 0)],
+            headers=("wave", "run", "accounts #", "cumulative #", "target net (minor units)"),
+            rows=[
+                (w, r, a, c, "; ".join(f"{cur} {v:,}" for cur, v in sorted(m.items())))
+                for w, r, a, c, m in self.waves
+            ]
+            or [("none loaded", "", 0, 0, "")],
         )
         return [runs, waves]
 
@@ -377,14 +382,14 @@ def runs_overview(config: Config) -> RunsOverview:
                 {name: entry.outcome for name, entry in phases.items()},
             )
         )
-    waves: dict[str, tuple[str, int, int]] = {}
+    waves: dict[str, tuple[str, int, dict[str, int]]] = {}
     for run_id, wave, _, outcomes in runs:
         loaded = outcomes.get("load") == "ok" and outcomes.get("rollback") != "ok"
         totals = config.runs_path / run_id / "validation" / "totals.json"
         if loaded and outcomes.get("validate") in ("ok", "checks failed") and totals.is_file():
             money = json.loads(totals.read_text(encoding="utf-8"))["money_by_currency"]
             accounts = sum(int(m.get("accounts", 0)) for m in money.values())
-            net = sum(int(m.get("target_net_minor", 0)) for m in money.values())
+            net = {cur: int(m.get("target_net_minor", 0)) for cur, m in money.items()}
             waves[wave] = (run_id, accounts, net)  # later runs of a wave replace earlier ones
     cumulative = 0
     wave_rows = []
