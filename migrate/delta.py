@@ -14,9 +14,11 @@ idempotency key ``delta:<run>:<entity>:<legacy key>``, written in the same trans
 effect, so a replay skips what was applied and changes nothing the second time.
 
 Writes ``runs/<run>/delta/events.parquet`` (every event as legacy has it: the legacy side
-``validate`` reconciles against) and ``runs/<run>/delta.json`` (counts, rows created and
-removed per table, and whether every event has its action and every account's net moved by
-exactly its events), which the cutover gate reads.
+``validate`` reconciles against), ``delta/not_replayed.parquet`` (events of accounts the run
+did not load: another wave's, or accounts left out with a reason) and
+``runs/<run>/delta.json`` (counts, rows created and removed per table, and whether every
+event has its action and every account's net moved by exactly its events), which the cutover
+gate reads.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,9 @@ class DeltaResult:
     problems: tuple[str, ...]
     money_by_currency: dict[str, dict[str, int]] = field(default_factory=dict)
     """Every event of the run (applied now or before), minor units: charges and payments."""
+    not_in_run: int = 0
+    """Events of accounts this run did not load (another wave, or left out with a reason):
+    listed in ``delta/not_replayed.parquet``, never dropped silently."""
 
     @property
     def exit_code(self) -> int:
@@ -131,9 +136,9 @@ class DeltaResult:
         return [
             TableData(
                 title=f"delta {self.run_id} onto {self.target}",
-                headers=("events #", "applied now #", "already applied #", "rows created",
-                         "rows removed"),
-                rows=[(self.events, self.applied, self.already,
+                headers=("events #", "applied now #", "already applied #", "not in this run #",
+                         "rows created", "rows removed"),
+                rows=[(self.events, self.applied, self.already, self.not_in_run,
                        ", ".join(f"{k} {v}" for k, v in self.rows_created.items()) or "none",
                        ", ".join(f"{k} {v}" for k, v in self.rows_removed.items()) or "none")],
                 footer=footer,
@@ -162,10 +167,13 @@ def _delta(config: Config, run_id: str) -> DeltaResult:
     cutoff = datetime.fromisoformat(manifest["cutoff"])
     url = config.target_url()
     accounts = _run_accounts(url, run_id)
-    events = [e for e in _events(config, run_id, cutoff) if e.account_no in accounts]
-    events.sort(key=lambda e: (e.arrived_at, e.entity, e.legacy_key))
-    _write_events(run_dir, events)
-    result = _replay(config, url, run_id, accounts, events)
+    found = sorted(_events(config, run_id, cutoff), key=lambda e: (e.arrived_at, e.entity,
+                                                                    e.legacy_key))  # fmt: skip
+    events = [e for e in found if e.account_no in accounts]
+    outside = [e for e in found if e.account_no not in accounts]
+    _write_events(run_dir / "delta" / "events.parquet", events)
+    _write_events(run_dir / "delta" / "not_replayed.parquet", outside)
+    result = replace(_replay(config, url, run_id, accounts, events), not_in_run=len(outside))
     _record(run_dir / "delta.json", result)
     return result
 
@@ -237,11 +245,10 @@ def _event(run_id: str, entity: str, row: Any) -> Event:
                  int(converted.minor[0]), currency, arrived, key)  # fmt: skip
 
 
-def _write_events(run_dir: Path, events: list[Event]) -> None:
-    folder = run_dir / "delta"
-    folder.mkdir(parents=True, exist_ok=True)
+def _write_events(path: Path, events: list[Event]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     columns = {name: [getattr(e, name) for e in events] for name in EVENTS_SCHEMA.names}
-    pq.write_table(pa.table(columns, schema=EVENTS_SCHEMA), folder / "events.parquet")
+    pq.write_table(pa.table(columns, schema=EVENTS_SCHEMA), path)
 
 
 def _replay(

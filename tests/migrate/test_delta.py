@@ -178,6 +178,8 @@ def test_synth_window_activity_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     run_load(config, run_id="r1")
     replay = run_delta(config, run_id="r1")
     assert replay.reconciled and replay.applied > 0
+    # every generated event is either replayed or listed as not in this run, none dropped
+    assert replay.events + replay.not_in_run == window["charges"] + window["payments"]
     assert run_validate(config, run_id="r1").passed
     from validate.report import run_report
 
