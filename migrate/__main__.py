@@ -1,5 +1,5 @@
 """Allow ``python -m migrate`` as well as the ``billmig`` console script."""
 
-from migrate.cli import main
+from migrate.cli.main import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from migrate.cli import cli
+from migrate.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [*sorted((ROOT / "runbooks").glob("*.md")), ROOT / "README.md"]

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import sqlalchemy as sa
 
-from migrate.target_schema import METADATA, TARGET_TABLES
+from migrate.core.target_schema import METADATA, TARGET_TABLES
 from validate.workbench import parquet
 
 BA = METADATA.tables["billing_account"]

@@ -24,8 +24,8 @@ import great_expectations as gx
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from migrate.legacy_schema import CURRENCY_EXPONENTS
-from validate.expectations import Finding
+from migrate.core.legacy_schema import CURRENCY_EXPONENTS
+from validate.findings import Finding
 
 CURRENCIES = sorted(CURRENCY_EXPONENTS)
 

@@ -22,10 +22,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from migrate.config import Config
-from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
-from migrate.manifest import canonical_json, git_state, sha256_file, write_json
-from migrate.rendering import TableData
+from migrate.core.config import Config
+from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
+from migrate.core.manifest import canonical_json, git_state, sha256_file, write_json
+from migrate.core.rendering import TableData
 
 MANIFEST_FORMAT = "billmig-signoff/1"
 PACK_DIR = "signoff"

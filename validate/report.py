@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from migrate.config import Config
-from migrate.errors import EXIT_OK, InputError
-from migrate.ledger import run_phase
-from migrate.manifest import sha256_file
-from migrate.rendering import TableData
+from migrate.core.config import Config
+from migrate.core.errors import EXIT_OK, InputError
+from migrate.core.ledger import run_phase
+from migrate.core.manifest import sha256_file
+from migrate.core.rendering import TableData
 from validate.charts import bar_chart
 from validate.masking import Masker, neutralise
 from validate.pack import PACK_DIR, read_signoffs, tool_version, write_manifest

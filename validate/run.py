@@ -25,15 +25,16 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from migrate.config import Config, mask_url
-from migrate.db import create_engine, translate_errors
-from migrate.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
-from migrate.ledger import run_phase
-from migrate.manifest import sha256_file, write_json
-from migrate.rendering import TableData
-from validate import expectations
+from migrate.core.config import Config, mask_url
+from migrate.core.db import create_engine, translate_errors
+from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
+from migrate.core.ledger import run_phase
+from migrate.core.manifest import sha256_file, write_json
+from migrate.core.rendering import TableData
+from validate import gx_process
 from validate.accounting import Accounting, account_rows, control_totals
 from validate.expected import derive_expected, legacy_money
+from validate.findings import Finding
 from validate.reconcile import Reconciliation, balance_distribution, reconcile
 from validate.target import copy_target, currency_totals, missing_primary_keys, orphans
 from validate.workbench import workbench
@@ -143,7 +144,7 @@ def _run(config: Config, run_id: str) -> ValidationResult:
             raise InputError(f"run {run_id} has no {needed.name}", hint=f"run {phase} first")
     manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
     url = config.target_url()
-    suites = expectations.Suites(url, snapshot)
+    suites = gx_process.Suites(url, snapshot)
     try:
         return _validate(config, run_id, pd.Timestamp(manifest["cutoff"]), suites, started)
     finally:
@@ -154,7 +155,7 @@ def _validate(
     config: Config,
     run_id: str,
     cutoff: pd.Timestamp,
-    suites: expectations.Suites,
+    suites: gx_process.Suites,
     started: float,
 ) -> ValidationResult:
     run_dir = config.runs_path / run_id
@@ -330,7 +331,7 @@ def _keys(missing: list[str]) -> Criterion:
     )
 
 
-def _expectations(findings: list[expectations.Finding]) -> Criterion:
+def _expectations(findings: list[Finding]) -> Criterion:
     failed = [f for f in findings if not f.success]
     return Criterion(
         "target passes its Great Expectations suites",

@@ -20,8 +20,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from migrate.db import POSTGRESQL, create_engine, libpq_uri, normalise_url
-from migrate.target_schema import METADATA, TARGET_TABLES
+from migrate.core.db import POSTGRESQL, create_engine, libpq_uri, normalise_url
+from migrate.core.target_schema import METADATA, TARGET_TABLES
 from validate.workbench import store
 
 BA = METADATA.tables["billing_account"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from migrate.core.reasons import ReasonCode
 from migrate.mapping.outcomes import (
     EXCEPTION_COLUMNS,
     concat,
@@ -38,7 +39,6 @@ from migrate.mapping.outcomes import (
     where_or_none,
 )
 from migrate.mapping.policy import MapPolicy
-from migrate.reasons import ReasonCode
 
 PREPAID, POSTPAID = "advance", "credit"
 

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from migrate.errors import InputError
+from migrate.core.errors import InputError
 
 
 def read_rows(path: Path, columns: Sequence[str]) -> tuple[bytes, list[dict[str, str]]]:

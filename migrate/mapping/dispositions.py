@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from migrate.errors import InputError
+from migrate.core.errors import InputError
+from migrate.core.reasons import ReasonCode, Severity
 from migrate.mapping.csvfile import read_rows
-from migrate.reasons import ReasonCode, Severity
 
 COLUMNS = ("entity", "legacy_key", "reason_code", "disposition", "decided_by", "decided_at", "why")
 DISPOSITIONS = ("accepted", "excluded", "fix_in_source")

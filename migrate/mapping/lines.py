@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from migrate.core.reasons import ReasonCode
 from migrate.mapping.identity import in_duplicate_groups, normalise_msisdns
 from migrate.mapping.outcomes import (
     EXCEPTION_COLUMNS,
@@ -33,7 +34,6 @@ from migrate.mapping.outcomes import (
     member,
 )
 from migrate.mapping.policy import MapPolicy
-from migrate.reasons import ReasonCode
 
 LIVE = ("active", "suspended")
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from migrate.reasons import ReasonCode
-from migrate.target_schema import stable_id_array
+from migrate.core.reasons import ReasonCode
+from migrate.core.target_schema import stable_id_array
 
 
 class Outcome(StrEnum):
@@ -199,6 +199,6 @@ def lookup(values: pd.Series, mapping: pd.Series | Mapping[Any, Any]) -> pd.Seri
 def id_column(
     namespace: str, entity: str, legacy_keys: Iterable[object]
 ) -> pd.api.extensions.ExtensionArray:
-    """Stable IDs (:func:`~migrate.target_schema.stable_id_array`) as a frame column."""
+    """Stable IDs (:func:`~migrate.core.target_schema.stable_id_array`) as a frame column."""
     ids = stable_id_array(namespace, entity, legacy_keys)
     return pd.arrays.ArrowExtensionArray(ids)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from migrate.core.reasons import ReasonCode
 from migrate.mapping.identity import damaged_names, merged_away, valid_national_ids
 from migrate.mapping.outcomes import (
     EXCEPTION_COLUMNS,
@@ -29,7 +30,6 @@ from migrate.mapping.outcomes import (
 )
 from migrate.mapping.outcomes import exceptions as exception_rows
 from migrate.mapping.outcomes import lineage as lineage_rows
-from migrate.reasons import ReasonCode
 
 PARTY_TYPES = {"individual": "individual", "corporate": "organization"}
 

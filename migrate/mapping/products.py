@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from migrate.core.reasons import ReasonCode
 from migrate.mapping.outcomes import (
     EXCEPTION_COLUMNS,
     concat,
@@ -35,7 +36,6 @@ from migrate.mapping.outcomes import (
     where_or_none,
 )
 from migrate.mapping.policy import MapPolicy
-from migrate.reasons import ReasonCode
 
 LIVE = ("active", "suspended")
 _STATUS = {"active": "active", "suspended": "suspended", "ended": "terminated"}

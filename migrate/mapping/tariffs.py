@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from migrate.errors import InputError
-from migrate.legacy_schema import CURRENCY_EXPONENTS
+from migrate.core.errors import InputError
+from migrate.core.legacy_schema import CURRENCY_EXPONENTS
+from migrate.core.target_schema import stable_ids
 from migrate.mapping.csvfile import read_rows
-from migrate.target_schema import stable_ids
 
 COLUMNS = (
     "legacy_tariff_code", "offering_code", "offering_name", "monthly_fee", "currency",

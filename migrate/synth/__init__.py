@@ -16,13 +16,13 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 
-from migrate import legacy_schema as ls
-from migrate.config import mask_url
-from migrate.db import SQLITE, bulk_insert, create_engine, dialect_of, translate_errors
-from migrate.errors import EXIT_OK, InputError, TargetError
-from migrate.progress import SILENT, Progress
-from migrate.reasons import ReasonCode
-from migrate.rendering import TableData
+from migrate.core import legacy_schema as ls
+from migrate.core.config import mask_url
+from migrate.core.db import SQLITE, bulk_insert, create_engine, dialect_of, translate_errors
+from migrate.core.errors import EXIT_OK, InputError, TargetError
+from migrate.core.progress import SILENT, Progress
+from migrate.core.reasons import ReasonCode
+from migrate.core.rendering import TableData
 from migrate.synth import catalogue as cat
 from migrate.synth.generate import PLANTED_CODES, Array, Generator, SynthOptions
 from migrate.synth.window import window_rows

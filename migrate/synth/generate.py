@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from migrate.reasons import ReasonCode
+from migrate.core.reasons import ReasonCode
 from migrate.synth import catalogue as cat
 
 Array = npt.NDArray[Any]

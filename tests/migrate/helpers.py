@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from migrate.config import Config, load_config
+from migrate.core.config import Config, load_config
 
 
 def config_for(workspace: Path, url: str, **overrides: str) -> Config:

@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrate.amounts import to_minor
-from migrate.reasons import ReasonCode
+from migrate.core.reasons import ReasonCode
+from migrate.money.amounts import to_minor
 
 
 def test_each_driver_type_converts_exactly() -> None:
@@ -79,7 +79,7 @@ def test_bulk_paths_agree_with_the_exact_one_value_path(values: list[Decimal]) -
     """Decimals (MariaDB), decimal text (PostgreSQL via ADBC) and one-by-one all agree."""
     import pyarrow as pa
 
-    from migrate.amounts import _convert_one
+    from migrate.money.amounts import _convert_one
 
     expected = [_convert_one(v, 2, i) for i, v in enumerate(values)]
     for bulk in (values, [str(v) for v in values], pa.array([str(v) for v in values])):

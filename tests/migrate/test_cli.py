@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.cli import main
+from migrate.cli.main import main
 
 
 @pytest.fixture
@@ -63,12 +63,12 @@ def test_broken_config_exits_2(in_workspace: Path, capsys: pytest.CaptureFixture
 
 
 def test_interrupt_exits_130(in_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import migrate.extract
+    import migrate.extract.run
 
     def interrupted(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(migrate.extract, "run_extract", interrupted)
+    monkeypatch.setattr(migrate.extract.run, "run_extract", interrupted)
     assert main(["extract"]) == 130
 
 

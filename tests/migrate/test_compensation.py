@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrate.cli import main
-from migrate.compensation import Scope, run_compensate
-from migrate.config import Config, load_config
-from migrate.db import create_engine
-from migrate.legacy_schema import CHARGES, LINES
-from migrate.target_schema import METADATA
+from migrate.cli.main import main
+from migrate.core.config import Config, load_config
+from migrate.core.db import create_engine
+from migrate.core.legacy_schema import CHARGES, LINES
+from migrate.core.target_schema import METADATA
+from migrate.ops.compensation import Scope, run_compensate
 from validate.pack import verify_pack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,8 +233,8 @@ def test_a_whole_month_of_outage_credits_the_percent_of_the_fee(
     import calendar
     from fractions import Fraction
 
-    from migrate.compensation.compute import Subscriber, daily_fee_credits
-    from migrate.compensation.rules import Band, Offering, Rule
+    from migrate.ops.compensation.compute import Subscriber, daily_fee_credits
+    from migrate.ops.compensation.rules import Band, Offering, Rule
 
     rule = Rule("r", "daily_fee_percent", {"ru": "{amount}"}, bands=(Band("all", percent),))
     days = [date(year, month, d) for d in range(1, calendar.monthrange(year, month)[1] + 1)]

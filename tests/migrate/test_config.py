@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.config import load_config, mask_url, scrub
-from migrate.errors import ConfigError
+from migrate.core.config import load_config, mask_url, scrub
+from migrate.core.errors import ConfigError
 
 
 def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

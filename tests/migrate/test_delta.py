@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from migrate.config import Config, load_config
-from migrate.db import create_engine
-from migrate.delta import run_delta
-from migrate.extract import run_extract
-from migrate.load import run_load
-from migrate.mapper import run_map
+from migrate.core.config import Config, load_config
+from migrate.core.db import create_engine
+from migrate.extract.run import run_extract
+from migrate.load.run import run_load
+from migrate.mapping.run import run_map
+from migrate.ops.delta import run_delta
 from migrate.synth import SynthOptions, run_synth
 from validate.run import run_validate
 
@@ -157,7 +157,7 @@ def test_validate_reconciles_snapshot_plus_delta(loaded: dict[str, Any]) -> None
 
 def test_synth_window_activity_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Synth --window-activity → snapshot without it → delta replays it → validate PASS."""
-    from migrate.cli import main
+    from migrate.cli.main import main
 
     shutil.copy(REPO / "billmig.toml", tmp_path / "billmig.toml")
     (tmp_path / "mappings").symlink_to(REPO / "mappings")

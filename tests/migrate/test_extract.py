@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from migrate.db import create_engine
-from migrate.errors import ConfigError, InputError, SourceError
-from migrate.extract import run_extract
-from migrate.legacy_reader import open_reader
+from migrate.core.db import create_engine
+from migrate.core.errors import ConfigError, InputError, SourceError
+from migrate.extract.reader import open_reader
+from migrate.extract.run import run_extract
 from migrate.synth import SynthOptions, run_synth
 from tests.migrate.helpers import config_for, file_hashes, manifest
 
@@ -128,7 +128,7 @@ def test_a_snapshot_that_loses_a_tiyn_does_not_reconcile(
     """Snapshot totals are checked against totals the database computed, not against themselves."""
     import pyarrow as pa
 
-    import migrate.extract as extract_module
+    import migrate.extract.run as extract_module
 
     _synth(sqlite_url, tmp_path)
     honest = extract_module.normalise_column
@@ -233,7 +233,7 @@ def test_sqlite_type_wobble_resumes_on_the_cursor_with_identical_bytes(
     sqlite_url: str, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ADBC infers INT64 from the first rows and stops at a REAL; the stream must not notice."""
-    import migrate.legacy_reader as legacy_reader
+    import migrate.extract.reader as legacy_reader
 
     _synth(sqlite_url, tmp_path)
     engine = create_engine(sqlite_url)

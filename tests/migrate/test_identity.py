@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from migrate.extract import run_extract
+from migrate.extract.run import run_extract
 from migrate.mapping.identity import (
     damaged_names,
     in_duplicate_groups,

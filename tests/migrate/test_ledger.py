@@ -19,14 +19,14 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from migrate.config import Config, load_config
-from migrate.cutover import run_cutover
-from migrate.errors import InputError
-from migrate.extract import run_extract
-from migrate.ledger import read_ledger, runs_overview
-from migrate.load import run_load, run_rollback
-from migrate.mapper import run_map
-from migrate.rehearse import compare_runs, run_rehearsal
+from migrate.core.config import Config, load_config
+from migrate.core.errors import InputError
+from migrate.core.ledger import read_ledger, runs_overview
+from migrate.extract.run import run_extract
+from migrate.load.run import run_load, run_rollback
+from migrate.mapping.run import run_map
+from migrate.ops.cutover import run_cutover
+from migrate.ops.rehearse import compare_runs, run_rehearsal
 from migrate.synth import SynthOptions, run_synth
 from validate.pack import record_signoff
 from validate.report import run_report
@@ -109,7 +109,8 @@ def test_a_killed_holder_does_not_block_the_next_phase(workspace: dict[str, Any]
     config = _config(workspace)
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from migrate.lock import workspace_lock\n"
+         "import sys, time; from pathlib import Path\n"
+         "from migrate.core.lock import workspace_lock\n"
          "with workspace_lock(Path(sys.argv[1]), 'map', 'other'):\n"
          "    print('held', flush=True); time.sleep(60)",
          str(config.runs_path)],

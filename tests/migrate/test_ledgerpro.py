@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from migrate.extract import ExtractResult, run_extract
+from migrate.extract.run import ExtractResult, run_extract
 from tests.migrate.helpers import config_for, manifest
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ledgerpro.sql"

@@ -23,15 +23,15 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from migrate.db import create_engine
-from migrate.errors import ConfigError, InputError, TargetError
-from migrate.export import run_export
-from migrate.extract import run_extract
-from migrate.load import run_load, run_rollback
-from migrate.lock import workspace_lock
-from migrate.mapper import run_map
+from migrate.core.db import create_engine
+from migrate.core.errors import ConfigError, InputError, TargetError
+from migrate.core.lock import workspace_lock
+from migrate.core.target_schema import LOAD_JOURNAL, LOAD_RUN, METADATA, TARGET_TABLES
+from migrate.extract.run import run_extract
+from migrate.load.export import run_export
+from migrate.load.run import run_load, run_rollback
+from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
-from migrate.target_schema import LOAD_JOURNAL, LOAD_RUN, METADATA, TARGET_TABLES
 from tests.migrate.helpers import config_for, new_workspace
 
 OPTIONS = SynthOptions(accounts=1_500, seed=7, anomaly_rate=0.01)

@@ -16,14 +16,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from migrate.cli import main
-from migrate.demo import DEMO_SEED
-from migrate.errors import InputError
-from migrate.extract import run_extract
-from migrate.ledger import append_entry, read_ledger
-from migrate.mapper import MapResult, run_map
+from migrate.cli.main import main
+from migrate.core.errors import InputError
+from migrate.core.ledger import append_entry, read_ledger
+from migrate.core.target_schema import TARGET_TABLES
+from migrate.extract.run import run_extract
+from migrate.mapping.run import MapResult, run_map
+from migrate.ops.demo import DEMO_SEED
 from migrate.synth import SynthOptions, run_synth
-from migrate.target_schema import TARGET_TABLES
 from tests.migrate.helpers import config_for, new_workspace
 
 OPTIONS = SynthOptions(accounts=20_000, seed=DEMO_SEED)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from migrate.config import load_config
-from migrate.errors import ConfigError, InputError
+from migrate.core.config import load_config
+from migrate.core.errors import ConfigError, InputError
 from migrate.mapping.dispositions import load_dispositions
 from migrate.mapping.tariffs import load_tariff_map
 from migrate.synth import catalogue

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from migrate.core.target_schema import stable_ids
 from migrate.mapping.accounts import map_account_money
+from migrate.mapping.hash_partition import partition_of, text_hash
 from migrate.mapping.lines import attach_subscriptions, check_lines
 from migrate.mapping.outcomes import lookup, member
 from migrate.mapping.parties import map_parties
-from migrate.mapping.partition import partition_of, text_hash
 from migrate.mapping.policy import MapPolicy
 from migrate.mapping.products import map_products
-from migrate.target_schema import stable_ids
 
 CUTOFF = datetime(2016, 7, 1)
 POLICY = MapPolicy(namespace="test", cutoff=CUTOFF)
@@ -403,7 +403,7 @@ def test_an_account_whose_client_is_missing_is_held_with_everything_on_it(
     """
     import numpy as np
 
-    from migrate.mapping.bucket import BucketContext, map_bucket
+    from migrate.mapping.account_partition import BucketContext, map_bucket
 
     known = tmp_path / "client_ids.npy"
     np.save(known, np.array([1], dtype=np.int64))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrate.money import (
+from migrate.money.arithmetic import (
     RoundingMode,
     RoundingPolicy,
     RoundingUnit,
@@ -95,7 +95,7 @@ def test_one_rounding_step_is_within_half_a_unit_of_the_exact_value(
 def test_array_rounding_agrees_with_the_scalar_one(
     numerators: list[int], denominator: int, policy: RoundingPolicy
 ) -> None:
-    from migrate.money import round_fraction_array
+    from migrate.money.arithmetic import round_fraction_array
 
     array = round_fraction_array(
         np.array(numerators, dtype=np.int64),

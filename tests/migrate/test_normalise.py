@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from migrate.legacy_schema import ACCOUNTS, SUBSCRIPTIONS, TARIFFS
-from migrate.normalise import ColumnContext, currency_exponents, normalise_column
-from migrate.reasons import ReasonCode
+from migrate.core.legacy_schema import ACCOUNTS, SUBSCRIPTIONS, TARIFFS
+from migrate.core.reasons import ReasonCode
+from migrate.extract.normalise import ColumnContext, currency_exponents, normalise_column
 
 ALMATY = ZoneInfo("Asia/Almaty")
 OPENED = ACCOUNTS.column("opened_at")

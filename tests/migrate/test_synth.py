@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from migrate.reasons import ReasonCode
+from migrate.core.reasons import ReasonCode
 from migrate.synth import PLANTED_CODES, SynthOptions, run_synth
 from migrate.synth.generate import check_digit
 
@@ -123,7 +123,7 @@ def test_tariff_catalogue_has_the_seed_plans(legacy: tuple[str, dict]) -> None: 
 
 
 def test_refuses_to_overwrite_without_replace(legacy: tuple[str, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
-    from migrate.errors import InputError
+    from migrate.core.errors import InputError
 
     url, _ = legacy
     with pytest.raises(InputError, match="--replace"):

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrate.db import create_engine
-from migrate.target_schema import METADATA, TARGET_TABLES, namespace_uuid, stable_ids
+from migrate.core.db import create_engine
+from migrate.core.target_schema import METADATA, TARGET_TABLES, namespace_uuid, stable_ids
 
 
 def test_every_column_and_table_is_documented() -> None:

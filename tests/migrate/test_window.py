@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from migrate.cli import main
-from migrate.config import load_config
-from migrate.cutover import _open_breaches, _window
-from migrate.db import create_engine
-from migrate.extract import run_extract
-from migrate.mapper import run_map
+from migrate.cli.main import main
+from migrate.core.config import load_config
+from migrate.core.db import create_engine
+from migrate.extract.run import run_extract
+from migrate.mapping.run import run_map
+from migrate.ops.cutover import _open_breaches, _window
 from migrate.synth import SynthOptions, run_synth
 
 REPO = Path(__file__).resolve().parents[2]

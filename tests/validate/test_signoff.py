@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from migrate.cli import main
-from migrate.config import load_config
-from migrate.demo import run_demo
+from migrate.cli.main import main
+from migrate.core.config import load_config
+from migrate.ops.demo import run_demo
 from tests.migrate.helpers import new_workspace
 from validate.masking import Masker, neutralise
 from validate.pack import read_signoffs, record_signoff, verify_pack

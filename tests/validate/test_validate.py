@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from migrate.db import create_engine
-from migrate.extract import run_extract
-from migrate.load import run_load
-from migrate.mapper import run_map
+from migrate.core.db import create_engine
+from migrate.extract.run import run_extract
+from migrate.load.run import run_load
+from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
 from tests.migrate.helpers import config_for, new_workspace
 from validate.run import per_account_sides, run_validate
@@ -271,7 +271,7 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_amounts_beyond_two_to_the_53_stay_exact(tmp_path: Path) -> None:
     """Floats lose the tiyn above 2**53; validate compares and sums integers only."""
-    from migrate.target_schema import METADATA
+    from migrate.core.target_schema import METADATA
     from validate.reconcile import reconcile
     from validate.target import copy_target, currency_totals
 
@@ -334,7 +334,7 @@ def test_review_exceptions_beyond_the_threshold_fail_the_verdict(loaded: dict[st
 
 def test_rows_without_their_account_are_counted_per_table(tmp_path: Path) -> None:
     """A bucket and a product whose billing account is missing: 1 each, nothing else."""
-    from migrate.target_schema import METADATA
+    from migrate.core.target_schema import METADATA
     from validate.target import copy_target, orphans
 
     target = f"sqlite:///{tmp_path / 'target.sqlite'}"

@@ -1,0 +1,446 @@
+"""The ``billmig`` command line: parse, call one core function, render, return an exit code.
+
+Errors are caught in one place, :func:`main`: a :class:`BillmigError` prints one line and
+returns its exit code; Ctrl-C returns 130; ``--debug`` re-raises everything with a traceback.
+Heavy modules are imported inside commands so ``billmig --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from migrate.cli.console import Console
+from migrate.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BillmigError
+
+if TYPE_CHECKING:
+    from migrate.core.config import Config
+
+
+@dataclass
+class _State:
+    config_path: Path | None
+    console: Console
+    debug: bool
+
+    def config(self) -> Config:
+        """The workspace configuration."""
+        from migrate.core.config import load_config
+
+        return load_config(self.config_path)
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="billmig.toml to use (default: $BILLMIG_CONFIG or ./billmig.toml).",
+)
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Re-raise errors with a traceback.")
+@click.version_option(package_name="billmig")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: Path | None, json_mode: bool, quiet: bool, debug: bool
+) -> None:
+    """billmig: migrate and reconcile billing accounts, phase by phase."""
+    ctx.obj = _State(config_path, Console(json_mode=json_mode, quiet=quiet), debug)
+
+
+@cli.command()
+@click.option(
+    "--url",
+    required=True,
+    help="Database to create the synthetic legacy tables in. Deliberately never taken from "
+    "BILLMIG_SOURCE_URL: with --replace it drops tables.",
+)
+@click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--anomaly-rate",
+    type=click.FloatRange(0, 0.04),
+    default=0.002,
+    show_default=True,
+    help="Share of accounts carrying each planted anomaly.",
+)
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to list the planted anomalies (default: runs/synth/planted.json).",
+)
+@click.option("--replace", is_flag=True, help="Drop and regenerate existing legacy tables.")
+@click.option(
+    "--window-activity",
+    is_flag=True,
+    help="Add what reaches legacy after the snapshot: delayed charges, settlement-centre "
+    "payments, orders the window blocks.",
+)
+@pass_state
+def synth(
+    state: _State,
+    url: str,
+    accounts: int,
+    seed: int,
+    anomaly_rate: float,
+    manifest_path: Path | None,
+    replace: bool,
+    window_activity: bool,
+) -> int:
+    """Generate a realistic legacy billing database with planted anomalies."""
+    from migrate.synth import SynthOptions, run_synth
+
+    config = state.config()
+    manifest_path = manifest_path or config.runs_path / "synth" / "planted.json"
+    options = SynthOptions(
+        accounts=accounts, seed=seed, anomaly_rate=anomaly_rate, window_activity=window_activity
+    )
+    result = run_synth(
+        url, options, manifest_path, replace=replace, progress=state.console.progress()
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--wave", default=None, help="Extract only the accounts of this configured wave.")
+@click.option("--run-id", default=None, help="Name of the run (default: UTC time + random).")
+@pass_state
+def extract(state: _State, wave: str | None, run_id: str | None) -> int:
+    """Snapshot the legacy database into runs/<run_id>/snapshot/ (read-only)."""
+    from migrate.extract.run import run_extract
+
+    result = run_extract(
+        state.config(), wave=wave, run_id=run_id, progress=state.console.progress()
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command(name="map")
+@click.option("--run", "run_id", required=True, help="Run whose snapshot to map (from extract).")
+@pass_state
+def map_command(state: _State, run_id: str) -> int:
+    """Map runs/<run>/snapshot into the new model under runs/<run>/mapped/."""
+    from migrate.mapping.run import run_map
+
+    result = run_map(state.config(), run_id=run_id, progress=state.console.progress())
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose mapped output to load.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write vendor load files (CSV per table + control file) here instead of a database.",
+)
+@pass_state
+def load(state: _State, run_id: str, export_dir: Path | None) -> int:
+    """Load runs/<run>/mapped into the target database (resumable, idempotent)."""
+    if export_dir is not None:
+        from migrate.load.export import run_export
+
+        exported = run_export(state.config(), run_id=run_id, directory=export_dir)
+        state.console.render(exported)
+        return exported.exit_code
+    from migrate.load.run import run_load
+
+    result = run_load(state.config(), run_id=run_id, progress=state.console.progress())
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose loaded target to validate.")
+@pass_state
+def validate(state: _State, run_id: str) -> int:
+    """Reconcile the target with the snapshot; verdict in runs/<run>/validation/ (exit 1: FAIL)."""
+    from validate.run import run_validate
+
+    result = run_validate(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Validated run to build the pack of.")
+@click.option(
+    "--unmasked",
+    is_flag=True,
+    help="Leave personal data in (operator's own use only; recorded in the manifest).",
+)
+@pass_state
+def report(state: _State, run_id: str, unmasked: bool) -> int:
+    """Write the sign-off pack runs/<run>/signoff/: report.html, report.pdf, evidence, manifest."""
+    from validate.report import run_report
+
+    result = run_report(state.config(), run_id=run_id, unmasked=unmasked)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose sign-off pack is decided on.")
+@click.option("--role", required=True, help="One of [signoff] roles in billmig.toml.")
+@click.option("--name", required=True, help="Full name of the person deciding.")
+@click.option("--decision", required=True, type=click.Choice(["approve", "reject"]))
+@click.option("--comment", default="", help="Why, or under which condition.")
+@pass_state
+def signoff(state: _State, run_id: str, role: str, name: str, decision: str, comment: str) -> int:
+    """Record a decision on the pack, bound to its current manifest hash (signoffs.jsonl)."""
+    from validate.pack import record_signoff
+
+    result = record_signoff(
+        state.config(), run_id=run_id, role=role, name=name, decision=decision, comment=comment
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("run")
+@pass_state
+def verify(state: _State, run: str) -> int:
+    """Recompute every hash of a sign-off pack (RUN: a run id or a folder holding signoff/)."""
+    from validate.pack import verify_pack
+
+    folder = Path(run)
+    if not (folder / "signoff").is_dir():
+        folder = folder.parent if folder.name == "signoff" else state.config().runs_path / run
+    result = verify_pack(folder)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@pass_state
+def runs(state: _State) -> int:
+    """List every run with its phase states (the run ledger) and accounts per wave."""
+    from migrate.core.ledger import runs_overview
+
+    result = runs_overview(state.config())
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--label", required=True, help="Name of the rehearsal, e.g. mock-3.")
+@click.option("--wave", default=None, help="Rehearse only this configured wave.")
+@pass_state
+def rehearse(state: _State, label: str, wave: str | None) -> int:
+    """Run every phase into the rehearsal target; compare with the previous rehearsal."""
+    from migrate.ops.rehearse import run_rehearsal
+
+    result = run_rehearsal(
+        state.config(), label=label, wave=wave, progress=state.console.progress()
+    )
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@pass_state
+def compare(state: _State, run_a: str, run_b: str) -> int:
+    """Drift, exceptions, output equality, timings and window forecast of two runs."""
+    from migrate.ops.rehearse import compare_runs
+
+    result = compare_runs(state.config(), run_a, run_b)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run to take live.")
+@pass_state
+def cutover(state: _State, run_id: str) -> int:
+    """The go/no-go gate: every criterion with its evidence; records the cutover on GO."""
+    from migrate.ops.cutover import run_cutover
+
+    result = run_cutover(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Loaded run whose delta to replay.")
+@pass_state
+def delta(state: _State, run_id: str) -> int:
+    """Replay post-snapshot charges and payments onto the target, once (runs/<run>/delta.json)."""
+    from migrate.ops.delta import run_delta
+
+    result = run_delta(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.group()
+def window() -> None:
+    """The restricted-services window: open, status, close, check an operation, breaches."""
+
+
+@window.command(name="open")
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--run", "run_id", default=None, help="Mapped run whose top-up forecast to notify.")
+@pass_state
+def window_open(state: _State, start: datetime, end: datetime, run_id: str | None) -> int:
+    """Open the window: runs/window.json, ledger entry, subscriber notices as files."""
+    from migrate.ops.window import open_window
+
+    result = open_window(state.config(), start=start.date(), end=end.date(), forecast_run=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="status")
+@pass_state
+def window_status_command(state: _State) -> int:
+    """Show the window's state (what front-ends poll in runs/window.json)."""
+    from migrate.ops.window import window_status
+
+    result = window_status(state.config())
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="close")
+@pass_state
+def window_close(state: _State) -> int:
+    """Close the window (runs/window.json and the ledger)."""
+    from migrate.ops.window import close_window
+
+    result = close_window(state.config())
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="check")
+@click.argument("operation")
+@pass_state
+def window_check(state: _State, operation: str) -> int:
+    """Exit 0 if OPERATION may run now, 1 if the open window blocks it; says why."""
+    from migrate.ops.window import check_operation
+
+    result = check_operation(state.config(), operation)
+    state.console.render(result)
+    return result.exit_code
+
+
+@window.command(name="breaches")
+@click.option("--run", "run_id", required=True, help="Run the breaches are recorded for.")
+@pass_state
+def window_breaches(state: _State, run_id: str) -> int:
+    """List orders of a blocked kind created in legacy inside the window (FREEZE_BREACH)."""
+    from migrate.ops.window import find_breaches
+
+    result = find_breaches(state.config(), run_id=run_id)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("rules", type=click.Path(path_type=Path))
+@click.option("--incident", required=True, help="Incident id: part of every idempotency key.")
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--region", default=None, help="Only accounts of this region.")
+@click.option(
+    "--accounts",
+    "accounts_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Only these accounts: a file with one account number per line.",
+)
+@pass_state
+def compensate(
+    state: _State,
+    rules: Path,
+    incident: str,
+    start: datetime,
+    end: datetime,
+    region: str | None,
+    accounts_file: Path | None,
+) -> int:
+    """Credit an incident's compensation once; texts and totals in a verifiable pack."""
+    from migrate.ops.compensation import Scope, read_accounts, run_compensate
+
+    scope = Scope(region=region, accounts=read_accounts(accounts_file) if accounts_file else None)
+    result = run_compensate(
+        state.config(), rules=rules, incident=incident, start=start.date(), end=end.date(),
+        scope=scope,
+    )  # fmt: skip
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run whose rows to remove from the target.")
+@click.option("--force", is_flag=True, help="Roll back even after cutover.")
+@pass_state
+def rollback(state: _State, run_id: str, force: bool) -> int:
+    """Remove exactly one run's rows from every target table; prints counts before/after."""
+    from migrate.load.run import run_rollback
+
+    result = run_rollback(state.config(), run_id=run_id, force=force)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
+@pass_state
+def demo(state: _State, accounts: int) -> int:
+    """Run the whole job on an embedded SQLite demo database and say where the results are."""
+    from migrate.ops.demo import run_demo
+
+    result = run_demo(state.config(), accounts=accounts, progress=state.console.progress())
+    state.console.render(result)
+    return result.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``billmig`` script; returns the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    console = Console(json_mode="--json" in args, quiet="--quiet" in args)
+    try:
+        code = cli.main(args=args, prog_name="billmig", standalone_mode=False)
+    except BillmigError as exc:
+        if debug:
+            raise
+        console.error(exc.one_line())
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        console.error(f"{exc.format_message()} (see billmig --help)")
+        return EXIT_USAGE
+    except (KeyboardInterrupt, click.Abort):
+        console.error("interrupted; rerun the phase to start it again")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        console.error(f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report it")
+        return EXIT_USAGE
+    return code if isinstance(code, int) else EXIT_OK

@@ -1,0 +1,288 @@
+"""Reading the legacy database for ``extract``: one read-only, consistent connection per run.
+
+Two implementations behind one small interface, the fastest correct path for each engine
+(SPEC §12):
+
+* PostgreSQL: ADBC (``adbc-driver-postgresql``), which streams COPY BINARY straight into Arrow
+  record batches: about 0.3 s for 220k rows here against 0.7 s through psycopg's server-side
+  cursor. The session is read-only and REPEATABLE READ through libpq ``options``, and all
+  queries of the run share one transaction, hence one snapshot.
+* Everything else (SQLite, MariaDB, any SQLAlchemy URL): the driver's own cursor inside one
+  SQLAlchemy transaction, unbuffered on MariaDB, on a connection the database itself keeps
+  read-only (see :func:`migrate.core.db.create_engine`).
+
+Both compile statements with SQLAlchemy's dialect, both hand back chunks cut at exactly
+``chunk_rows`` rows (so Parquet row groups, and the snapshot's bytes, do not depend on the
+engine), and both turn driver failures into a one-line, password-free :class:`SourceError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeAlias
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from migrate.core.config import mask_url, scrub
+from migrate.core.db import (
+    MYSQL,
+    POSTGRESQL,
+    SQLITE,
+    create_engine,
+    libpq_uri,
+    normalise_url,
+    translate_errors,
+)
+from migrate.core.errors import SourceError
+
+RawColumns: TypeAlias = dict[str, Sequence[Any] | pa.Array]
+"""One chunk of a query's result, column by column, as the driver delivered it."""
+WHAT = "extracting from the legacy database"
+
+
+class LegacyReader(Protocol):
+    """A read-only, consistent view of the legacy database for one extract run."""
+
+    dialect: Dialect
+
+    def rows(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        """All rows of a small query (control totals)."""
+
+    def stream(
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
+    ) -> Iterator[tuple[int, RawColumns]]:
+        """``(rows, columns)`` chunks of exactly ``chunk_rows`` rows (the last may be short).
+
+        ``statement`` must be ordered by ``key``.
+        """
+
+    def execute(self, sql: str) -> None:
+        """Run raw SQL on the reading connection (tests use it to prove writes fail)."""
+
+
+@contextmanager
+def open_reader(url: str) -> Iterator[LegacyReader]:
+    """The fastest correct reader for ``url``, open for the duration of the block."""
+    backend = normalise_url(url).get_backend_name()
+    if backend == POSTGRESQL and _available("adbc_driver_postgresql.dbapi"):
+        with _AdbcPostgresReader.open(url) as reader:
+            yield reader
+        return
+    if backend == SQLITE and _available("adbc_driver_sqlite.dbapi"):
+        with _AdbcSqliteReader.open(url) as reader:
+            yield reader
+        return
+    with _SqlAlchemyReader.open(url) as reader:
+        yield reader
+
+
+def compile_sql(statement: sa.Select[Any], dialect: Dialect) -> str:
+    """``statement`` as SQL text for ``dialect`` with its parameters inlined."""
+    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _available(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+class _SqlAlchemyReader:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    @classmethod
+    @contextmanager
+    def open(cls, url: str) -> Iterator[Any]:
+        engine = create_engine(url, read_only=True)
+        options: dict[str, Any] = {}
+        if engine.dialect.name in (POSTGRESQL, MYSQL):
+            options["isolation_level"] = "REPEATABLE READ"
+        try:
+            with (
+                translate_errors(url, WHAT),
+                engine.connect() as conn,
+                conn.execution_options(**options).begin(),
+            ):
+                yield cls(conn)
+        finally:
+            engine.dispose()
+
+    def rows(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._conn.execute(statement).all()]
+
+    def stream(
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
+    ) -> Iterator[tuple[int, RawColumns]]:
+        del key  # the driver cursor streams in the statement's own order
+        raw = self._conn.connection.driver_connection
+        if raw is None:
+            raise SourceError("the legacy connection has no driver connection")
+        if self.dialect.name == MYSQL:
+            import pymysql.cursors
+
+            cursor = raw.cursor(pymysql.cursors.SSCursor)
+        else:
+            cursor = raw.cursor()
+        try:
+            cursor.execute(compile_sql(statement, self.dialect))
+            while rows := cursor.fetchmany(chunk_rows):
+                yield len(rows), dict(zip(names, zip(*rows, strict=True), strict=True))
+        finally:
+            cursor.close()
+
+    def execute(self, sql: str) -> None:
+        self._conn.exec_driver_sql(sql)
+
+
+class _AdbcPostgresReader:
+    _OPTIONS = (
+        "-c default_transaction_read_only=on -c default_transaction_isolation=repeatable\\ read"
+    )
+
+    def __init__(self, conn: Any, url: str) -> None:
+        from sqlalchemy.dialects import postgresql
+
+        self._conn = conn
+        self._url = url
+        self.dialect: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+    @classmethod
+    @contextmanager
+    def open(cls, url: str) -> Iterator[_AdbcPostgresReader]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with _translate_adbc(url):
+            conn = adbc.connect(libpq_uri(url, cls._OPTIONS))
+        try:
+            yield cls(conn, url)
+        finally:
+            with _translate_adbc(url):
+                conn.rollback()  # nothing to keep: the transaction only ever read
+                conn.close()
+
+    def rows(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        with _translate_adbc(self._url), self._conn.cursor() as cursor:
+            cursor.execute(compile_sql(statement, self.dialect))
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def stream(
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
+    ) -> Iterator[tuple[int, RawColumns]]:
+        del key
+        with _translate_adbc(self._url), self._conn.cursor() as cursor:
+            cursor.execute(compile_sql(statement, self.dialect))
+            yield from rebatch(cursor.fetch_record_batch(), names, chunk_rows)
+
+    def execute(self, sql: str) -> None:
+        with _translate_adbc(self._url), self._conn.cursor() as cursor:
+            cursor.execute(sql)
+
+
+class _AdbcSqliteReader(_SqlAlchemyReader):
+    """SQLite through ADBC's Arrow reader, resuming on the driver cursor when types wobble.
+
+    ADBC infers each column's type from the first rows and stops at a value of another type
+    (an INTEGER column that later holds a REAL, text in a numeric column), which SQLite's
+    loose typing allows. The stream then resumes with the stdlib cursor after the last key
+    it already delivered, so callers see one seamless, key-ordered stream either way.
+    Totals and raw statements use the SQLAlchemy read-only connection of the base class.
+    """
+
+    def __init__(self, conn: sa.Connection, adbc_conn: Any, url: str) -> None:
+        super().__init__(conn)
+        self._adbc = adbc_conn
+        self._url = url
+
+    @classmethod
+    @contextmanager
+    def open(cls, url: str) -> Iterator[Any]:
+        import adbc_driver_sqlite.dbapi as adbc
+
+        path = normalise_url(url).database or ""
+        with _SqlAlchemyReader.open(url) as base, _translate_adbc(url):
+            adbc_conn = adbc.connect(f"file:{path}?mode=ro")
+            try:
+                yield cls(base._conn, adbc_conn, url)
+            finally:
+                adbc_conn.close()
+
+    def stream(
+        self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
+    ) -> Iterator[tuple[int, RawColumns]]:
+        import adbc_driver_manager
+
+        last: object = None
+        try:
+            with self._adbc.cursor() as cursor:
+                cursor.execute(compile_sql(statement, self.dialect))
+                for count, columns in rebatch(cursor.fetch_record_batch(), names, chunk_rows):
+                    yield count, columns
+                    last = _last_key(columns[key])
+                return
+        except (adbc_driver_manager.Error, OSError) as exc:
+            # The mismatch surfaces from Arrow's batch reader as an OSError, not as ADBC's own.
+            if "type mismatch" not in str(exc).lower():
+                raise _source_error(self._url, exc) from exc
+        rest = (
+            statement if last is None else statement.where(statement.selected_columns[key] > last)
+        )
+        yield from super().stream(rest, names, key, chunk_rows)
+
+
+def _last_key(column: Sequence[Any] | pa.Array) -> object:
+    value = column[len(column) - 1]
+    return value.as_py() if isinstance(value, pa.Scalar) else value
+
+
+@contextmanager
+def _translate_adbc(url: str) -> Iterator[None]:
+    import adbc_driver_manager
+
+    try:
+        yield
+    except adbc_driver_manager.Error as exc:
+        raise _source_error(url, exc) from exc
+
+
+def _source_error(url: str, exc: Exception) -> SourceError:
+    detail = str(exc).replace("\n", " ").strip()
+    return SourceError(
+        scrub(f"{WHAT} failed on {mask_url(url)}: {detail}", url),
+        hint="check the server, the credentials in BILLMIG_SOURCE_URL and the profile SQL",
+    )
+
+
+def rebatch(
+    batches: Iterator[pa.RecordBatch] | pa.RecordBatchReader, names: Sequence[str], chunk_rows: int
+) -> Iterator[tuple[int, RawColumns]]:
+    """Re-cut a stream of record batches into chunks of exactly ``chunk_rows`` rows."""
+    pending: list[pa.RecordBatch] = []
+    buffered = 0
+    for batch in batches:
+        pending.append(batch)
+        buffered += batch.num_rows
+        while buffered >= chunk_rows:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield chunk_rows, _columns(table.slice(0, chunk_rows), names)
+            rest = table.slice(chunk_rows)
+            pending, buffered = rest.to_batches(), rest.num_rows
+    if buffered:
+        yield buffered, _columns(pa.Table.from_batches(pending).combine_chunks(), names)
+
+
+def _columns(table: pa.Table, names: Sequence[str]) -> RawColumns:
+    columns: RawColumns = {}
+    for name, column in zip(names, table.columns, strict=True):
+        array = column.combine_chunks()
+        if isinstance(array.type, pa.ExtensionType):  # PostgreSQL NUMERIC: exact decimal text
+            array = array.storage
+        columns[name] = array
+    return columns

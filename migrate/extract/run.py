@@ -1,0 +1,724 @@
+"""``billmig extract``: a read-only, streamed, exact snapshot of the legacy database (SPEC §3).
+
+For each entity the profile's SELECT is wrapped (ordered by the entity key, filtered to the
+wave) and streamed in chunks. Every chunk is normalised into the snapshot's Arrow schema and
+appended to ``runs/<run_id>/snapshot/<entity>.parquet`` as one row group, so memory stays flat
+and equal inputs give byte-identical files on any engine.
+
+The extract checks itself: the legacy database computes control totals (row counts and money
+sums in micro-units, per currency × brand × payment type × status and the like) and the
+snapshot's totals must match them exactly once rows after the cutoff and withheld values are
+accounted for. ``manifest.json`` holds only what the snapshot *is*; who ran it and how long it
+took go to ``run.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import queue
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from migrate import __version__
+from migrate.core.config import Config, WaveConfig, mask_url
+from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError
+from migrate.core.ledger import PhaseContext, run_phase
+from migrate.core.legacy_schema import (
+    BY_NAME,
+    ENTITIES,
+    EXCEPTIONS_SCHEMA,
+    Entity,
+    Kind,
+    bonus_exponent,
+)
+from migrate.core.manifest import git_state, sha256_file, write_json
+from migrate.core.progress import SILENT, Progress
+from migrate.core.reasons import ReasonCode
+from migrate.core.rendering import TableData
+from migrate.extract.normalise import ColumnContext, Issue, currency_exponents, normalise_column
+from migrate.extract.profiles import EntityQuery, SourceProfile, load_profile
+from migrate.extract.reader import LegacyReader, RawColumns, open_reader
+from migrate.money.amounts import as_decimal
+
+SNAPSHOT_FORMAT = "billmig.snapshot/1"
+MICRO = 6
+"""Control totals are kept in micro-units (10^-6 of the stored unit): exact on every engine."""
+_WITHHELD = {
+    ReasonCode.AMOUNT_PRECISION,
+    ReasonCode.AMOUNT_UNPARSEABLE,
+    ReasonCode.CURRENCY_UNKNOWN,
+}
+
+GroupKey = tuple[str | None, ...]
+
+
+@dataclass
+class _Totals:
+    """Counts and micro-unit sums per control-total group."""
+
+    rows: dict[GroupKey, int] = field(default_factory=dict)
+    micro: dict[GroupKey, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, key: GroupKey, rows: int, sums: dict[str, int]) -> None:
+        self.rows[key] = self.rows.get(key, 0) + rows
+        bucket = self.micro.setdefault(key, {})
+        for name, value in sums.items():
+            bucket[name] = bucket.get(name, 0) + value
+
+    def to_list(self, groups: tuple[str, ...]) -> list[dict[str, Any]]:
+        out = []
+        for key in sorted(self.rows, key=lambda k: tuple("" if v is None else v for v in k)):
+            row: dict[str, Any] = dict(zip(groups, key, strict=True))
+            row["rows"] = self.rows[key]
+            for name, value in sorted(self.micro.get(key, {}).items()):
+                row[f"{name}_micro"] = value
+            out.append(row)
+        return out
+
+
+@dataclass(frozen=True)
+class EntitySummary:
+    """One entity's outcome."""
+
+    name: str
+    rows: int
+    rows_after_cutoff: int
+    exceptions: int
+    seconds: float
+    reconciled: bool
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What ``extract`` produced."""
+
+    run_id: str
+    snapshot_dir: Path
+    manifest_sha256: str
+    entities: tuple[EntitySummary, ...]
+    exceptions_by_reason: dict[str, int]
+    seconds: float
+
+    @property
+    def reconciled(self) -> bool:
+        """True when every entity's snapshot totals match the legacy database's."""
+        return all(e.reconciled for e in self.entities)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the snapshot reconciles with the legacy control totals, else 1."""
+        return EXIT_OK if self.reconciled else EXIT_CHECKS_FAILED
+
+    def tables(self) -> list[TableData]:
+        """Per-entity summary and exceptions by reason, for the terminal."""
+        entity_rows = [
+            (e.name, e.rows, e.rows_after_cutoff, e.exceptions, e.reconciled, f"{e.seconds:.2f}")
+            for e in self.entities
+        ]
+        verdict = (
+            "snapshot reconciles with the legacy control totals"
+            if self.reconciled
+            else "SNAPSHOT DOES NOT RECONCILE: see the differences in manifest.json"
+        )
+        tables = [
+            TableData(
+                title=f"extract {self.run_id}: {self.snapshot_dir}",
+                headers=("entity", "rows #", "after cutoff #", "exceptions #", "reconciled", "s"),
+                rows=entity_rows,
+                footer=f"{verdict}; {self.seconds:.1f} s",
+            )
+        ]
+        if self.exceptions_by_reason:
+            tables.append(
+                TableData(
+                    title="extract exceptions by reason code",
+                    headers=("reason code", "severity", "rows #"),
+                    rows=[
+                        (code, ReasonCode[code].severity.value, count)
+                        for code, count in self.exceptions_by_reason.items()
+                    ],
+                )
+            )
+        return tables
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run_id,
+            "snapshot_dir": str(self.snapshot_dir),
+            "manifest_sha256": self.manifest_sha256,
+            "reconciled": self.reconciled,
+            "seconds": round(self.seconds, 3),
+            "entities": [asdict(e) for e in self.entities],
+            "exceptions_by_reason": self.exceptions_by_reason,
+        }
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus four random hex digits."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def run_extract(
+    config: Config,
+    *,
+    wave: str | None = None,
+    run_id: str | None = None,
+    label: str | None = None,
+    progress: Progress = SILENT,
+) -> ExtractResult:
+    """Extract the legacy database into ``runs/<run_id>/snapshot/``.
+
+    ``label`` names a rehearsal (``mock-3``) in the run ledger.
+
+    Raises:
+        ConfigError: no URL, no cutoff, unknown wave or a broken profile.
+        SourceError: the legacy database cannot be read (message names what and where).
+
+    A snapshot that does not reconcile with the source control totals is still written, so the
+    difference can be inspected; the result says so and its exit code is 1. The phase is
+    recorded in the run ledger (:mod:`migrate.core.ledger`).
+    """
+    name = run_id or new_run_id()
+    return run_phase(
+        config,
+        "extract",
+        name,
+        lambda: _extract(config, wave=wave, run_id=name, progress=progress),
+        PhaseContext(wave=wave, label=label),
+    )
+
+
+def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progress) -> ExtractResult:
+    url = config.source_url()
+    if config.extract.cutoff is None:
+        raise ConfigError(
+            "no snapshot cutoff", hint="set [extract] cutoff = 2016-07-01T00:00:00 in billmig.toml"
+        )
+    profile = load_profile(config.resolve(config.source.profile))
+    wave_config = config.wave(wave) if wave else None
+    snapshot_dir = config.runs_path / run_id / "snapshot"
+    if snapshot_dir.exists():
+        raise InputError(f"{snapshot_dir} already exists", hint="extract into a new --run-id")
+    snapshot_dir.mkdir(parents=True)
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
+    try:
+        dialect, docs, summaries, exception_rows = _extract_entities(
+            url, config, profile, wave_config, snapshot_dir, progress
+        )
+    except BaseException:
+        # Without its manifest a partial snapshot proves nothing: remove it (and the run
+        # directory if extract created it for nothing else) so the run id can be retried.
+        shutil.rmtree(snapshot_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            snapshot_dir.parent.rmdir()
+        raise
+    exceptions_doc = _write_exceptions(snapshot_dir, exception_rows)
+    manifest_path = snapshot_dir / "manifest.json"
+    write_json(
+        manifest_path,
+        {
+            "format": SNAPSHOT_FORMAT,
+            "tool_version": __version__,
+            "workspace": git_state(config.root),
+            "config_sha256": config.sha256,
+            "profile": {"name": profile.name, "sha256": profile.sha256},
+            "source": {"url": mask_url(url), "dialect": dialect},
+            "cutoff": config.extract.cutoff.isoformat(),
+            "timezone": config.workspace.timezone,
+            "wave": _wave_doc(wave_config),
+            "chunk_rows": config.extract.chunk_rows,
+            "entities": docs,
+            "exceptions": exceptions_doc,
+            "reconciled": all(s.reconciled for s in summaries),
+        },
+    )
+    seconds = time.perf_counter() - started
+    _write_run_record(config, run_id, started_at, seconds, summaries)
+    return ExtractResult(
+        run_id=run_id,
+        snapshot_dir=snapshot_dir,
+        manifest_sha256=sha256_file(manifest_path),
+        entities=tuple(summaries),
+        exceptions_by_reason=exceptions_doc["by_reason"],
+        seconds=seconds,
+    )
+
+
+def _extract_entities(
+    url: str,
+    config: Config,
+    profile: SourceProfile,
+    wave: WaveConfig | None,
+    snapshot_dir: Path,
+    progress: Progress,
+) -> tuple[str, dict[str, Any], list[EntitySummary], list[dict[str, Any]]]:
+    """Every entity through one reader: dialect, manifest sections, summaries, exceptions."""
+    docs: dict[str, Any] = {}
+    summaries: list[EntitySummary] = []
+    exception_rows: list[dict[str, Any]] = []
+    with open_reader(url) as reader:
+        for entity in ENTITIES:
+            extractor = _EntityExtractor(config, profile, entity, wave, snapshot_dir)
+            doc, summary, issues = extractor.run(reader, progress)
+            docs[entity.name] = doc
+            summaries.append(summary)
+            exception_rows.extend(issues)
+        return reader.dialect.name, docs, summaries, exception_rows
+
+
+class _EntityExtractor:
+    """Streams one entity into its Parquet file and checks it against the source totals."""
+
+    def __init__(
+        self,
+        config: Config,
+        profile: SourceProfile,
+        entity: Entity,
+        wave: WaveConfig | None,
+        snapshot_dir: Path,
+    ) -> None:
+        self.config = config
+        self.profile = profile
+        self.entity = entity
+        self.query: EntityQuery = profile.query(entity.name)
+        self.wave = wave
+        self.path = snapshot_dir / f"{entity.name}.parquet"
+        self.cutoff = config.extract.cutoff
+        self.kept = _Totals()
+        self.after = _Totals()
+        self.withheld = _Totals()
+        self.last_key: object = None
+        self.watermark: datetime | None = None
+
+    def run(
+        self, reader: LegacyReader, progress: Progress
+    ) -> tuple[dict[str, Any], EntitySummary, list[dict[str, Any]]]:
+        started = time.perf_counter()
+        source = self._source_totals(reader)
+        total_rows = sum(source.rows.values())
+        schema = self.entity.arrow_schema()
+        issues: list[dict[str, Any]] = []
+        rows = after_cutoff = 0
+        with (
+            _BackgroundWriter(self.path, schema) as writer,
+            progress.task(f"extract {self.entity.name}", total_rows) as task,
+        ):
+            chunks = reader.stream(
+                self._select(),
+                self.entity.column_names,
+                self.entity.key,
+                self.config.extract.chunk_rows,
+            )
+            for count, raw in chunks:
+                table, chunk_issues, late = self._normalise(raw)
+                writer.write(table)
+                rows += table.num_rows
+                after_cutoff += late
+                issues.extend(chunk_issues)
+                task.advance(count)
+        reconciled, differences = self._reconcile(source)
+        groups = self.entity.total_groups
+        doc = {
+            "file": self.path.name,
+            "sha256": sha256_file(self.path),
+            "bytes": self.path.stat().st_size,
+            "rows": rows,
+            "rows_after_cutoff": after_cutoff,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
+            "arrival_column": self.entity.arrival,
+            "exceptions": len(issues),
+            "source_totals": source.to_list(groups),
+            "snapshot_totals": self.kept.to_list(groups),
+            "after_cutoff_totals": self.after.to_list(groups),
+            "withheld_totals": self.withheld.to_list(groups),
+            "reconciled": reconciled,
+            "differences": differences,
+        }
+        summary = EntitySummary(
+            name=self.entity.name,
+            rows=rows,
+            rows_after_cutoff=after_cutoff,
+            exceptions=len(issues),
+            seconds=round(time.perf_counter() - started, 3),
+            reconciled=reconciled,
+        )
+        return doc, summary, issues
+
+    # -- SQL ----------------------------------------------------------------------------------
+
+    def _source(self, entity: Entity, alias: str) -> sa.Subquery:
+        query = self.profile.query(entity.name)
+        columns: list[sa.ColumnClause[Any]] = [sa.column(name) for name in entity.column_names]
+        return sa.text(query.sql).columns(*columns).subquery(alias)
+
+    def _wave_filter(self, entity: Entity, src: sa.Subquery) -> sa.ColumnElement[bool] | None:
+        if self.wave is None or (entity.parent is None and entity.name != "accounts"):
+            return None
+        if entity.name == "accounts":
+            return sa.and_(*(src.c[col].in_(values) for col, values in self.wave.predicates))
+        assert entity.parent is not None and entity.account_link is not None
+        parent = BY_NAME[entity.parent]
+        parent_src = self._source(parent, f"wave_{parent.name}")
+        parent_filter = self._wave_filter(parent, parent_src)
+        link = entity.account_link
+        inner = sa.select(parent_src.c[link]).where(parent_filter)  # type: ignore[arg-type]
+        return src.c[link].in_(inner)
+
+    def _select(self) -> sa.Select[Any]:
+        src = self._source(self.entity, "src")
+        select = sa.select(*[src.c[name] for name in self.entity.column_names])
+        condition = self._wave_filter(self.entity, src)
+        if condition is not None:
+            select = select.where(condition)
+        return select.order_by(src.c[self.entity.key])
+
+    def _source_totals(self, reader: LegacyReader) -> _Totals:
+        """Row counts and exact micro-unit sums computed by the legacy database itself."""
+        src = self._source(self.entity, "src")
+        groups = [src.c[g] for g in self.entity.total_groups]
+        sums = []
+        for name in self.entity.total_amounts:
+            factor = 1 if name in self.query.minor_units else 10**MICRO
+            value = src.c[name] if factor == 1 else sa.func.round(src.c[name] * factor)
+            sums.append(sa.func.sum(sa.cast(value, sa.BigInteger)).label(name))
+        select = sa.select(*groups, sa.func.count().label("rows"), *sums)
+        condition = self._wave_filter(self.entity, src)
+        if condition is not None:
+            select = select.where(condition)
+        if groups:
+            select = select.group_by(*groups)
+        totals = _Totals()
+        for row in reader.rows(select):
+            key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+            count, amounts = row[len(groups)], row[len(groups) + 1 :]
+            micro = {
+                name: self._source_micro(name, key, value)
+                for name, value in zip(self.entity.total_amounts, amounts, strict=True)
+            }
+            if count:
+                totals.add(key, int(count), micro)
+        return totals
+
+    def _source_micro(self, name: str, key: GroupKey, value: object) -> int:
+        total: int = int(as_decimal(value) or 0)
+        if name in self.query.minor_units:
+            return total * int(10 ** (MICRO - self._group_exponent(key)))
+        return total
+
+    def _group_exponent(self, key: GroupKey) -> int:
+        currency = dict(zip(self.entity.total_groups, key, strict=True)).get("currency")
+        exps, _ = currency_exponents([currency or self.config.workspace.default_currency])
+        return int(exps[0])
+
+    # -- chunks -------------------------------------------------------------------------------
+
+    def _normalise(self, raw: RawColumns) -> tuple[pa.Table, list[dict[str, Any]], int]:
+        exponents, unknown_currency = self._exponents(raw)
+        arrays: list[pa.Array] = []
+        issues: list[Issue] = []
+        for column in self.entity.columns:
+            ctx = ColumnContext(
+                zone=self.config.zone,
+                fmt=self.query.formats.get(column.name),
+                minor_units=column.name in self.query.minor_units,
+                exponents=exponents,
+            )
+            array, column_issues = normalise_column(column, raw[column.name], ctx)
+            if column.kind is Kind.MONEY and unknown_currency:
+                array, column_issues = _withhold_unknown_currency(
+                    column.name, array, column_issues, unknown_currency, raw
+                )
+            arrays.append(array)
+            issues.extend(column_issues)
+        table = pa.Table.from_arrays(arrays, schema=self.entity.arrow_schema())
+        self._check_order(table)
+        keep = self._cutoff_mask(table)
+        late = 0 if keep is None else len(keep) - int(pc.sum(keep).as_py() or 0)
+        if late:
+            late_rows = pc.invert(keep)
+            late_index = pc.indices_nonzero(late_rows).to_numpy()
+            self._account_totals(
+                table.filter(late_rows),
+                self.after,
+                _take_raw(raw, late_index.tolist()),
+                _issues_of(issues, late_index),  # withheld values of delta rows count too
+                _take(exponents, late_rows),
+            )
+            kept = pc.indices_nonzero(keep).to_numpy()
+            issues = _issues_of(issues, kept)
+            raw = _take_raw(raw, kept.tolist())
+            table = table.filter(keep)
+            exponents = _take(exponents, keep)
+        self._account_totals(table, self.kept, raw, issues, exponents)
+        return table, [self._exception_row(table, i) for i in issues], late
+
+    def _exponents(self, raw: RawColumns) -> tuple[Any, list[int]]:
+        if "currency" in raw:
+            exps, unknown = currency_exponents(raw["currency"])
+            return exps, unknown
+        if self.entity.name == "bonuses":
+            default, _ = currency_exponents([self.config.workspace.default_currency])
+            kinds = _python_values(raw["kind"])
+            per_row = [bonus_exponent(str(k), int(default[0])) for k in kinds]
+            return np.array(per_row, dtype=np.int64), []
+        return None, []
+
+    def _check_order(self, table: pa.Table) -> None:
+        keys = table.column(self.entity.key).combine_chunks()
+        if len(keys) == 0:
+            return
+        previous = pa.array([self.last_key], type=keys.type) if self.last_key is not None else None
+        series = pa.concat_arrays([previous, keys]) if previous is not None else keys
+        if len(series) > 1:
+            ordered = pc.all(pc.greater_equal(series[1:], series[:-1])).as_py()
+            if ordered is False:
+                raise ConfigError(
+                    f"the profile query for {self.entity.name} returns rows out of key order "
+                    f"({self.entity.key}), so snapshots would differ between engines",
+                    hint='make the key column sort bytewise, e.g. COLLATE "C" on PostgreSQL',
+                )
+        self.last_key = keys[-1].as_py()
+
+    def _cutoff_mask(self, table: pa.Table) -> pa.ChunkedArray | None:
+        if self.entity.arrival is None or table.num_rows == 0:
+            return None
+        arrival = table.column(self.entity.arrival)
+        cutoff = pa.scalar(self.cutoff, type=pa.timestamp("us"))
+        keep = pc.fill_null(pc.less_equal(arrival, cutoff), True)
+        within = pc.max(pc.filter(arrival, keep)).as_py()
+        if within is not None and (self.watermark is None or within > self.watermark):
+            self.watermark = within
+        return keep
+
+    def _account_totals(
+        self,
+        table: pa.Table,
+        totals: _Totals,
+        raw: RawColumns,
+        issues: list[Issue],
+        exps: Any,
+    ) -> None:
+        """Add ``table``'s row counts and micro-unit sums, ``exps`` being each row's exponent."""
+        groups = list(self.entity.total_groups)
+        amounts = list(self.entity.total_amounts)
+        if table.num_rows == 0:
+            return
+        scaled = {}
+        for name in amounts:
+            minor = table.column(self.entity.column(name).snapshot_name)
+            scale = pc.power(pa.scalar(10, pa.int64()), pc.subtract(MICRO, exps))
+            scaled[name] = pc.multiply_checked(pc.fill_null(minor, 0), scale)
+        frame = pa.table(
+            {**{g: table.column(g) for g in groups}, **scaled, "_one": pa.repeat(1, table.num_rows)}
+        )
+        aggregated = frame.group_by(groups).aggregate(
+            [("_one", "sum"), *[(name, "sum") for name in amounts]]
+        )
+        for row in aggregated.to_pylist():
+            key = tuple(row[g] for g in groups)
+            totals.add(key, row["_one_sum"], {a: row[f"{a}_sum"] for a in amounts})
+        self._account_withheld(table, raw, issues, groups)
+
+    def _account_withheld(
+        self,
+        table: pa.Table,
+        raw: RawColumns,
+        issues: list[Issue],
+        groups: list[str],
+    ) -> None:
+        """Micro-unit value of amounts withheld from the snapshot, as the source summed them."""
+        for issue in issues:
+            if issue.reason not in _WITHHELD or issue.column not in self.entity.total_amounts:
+                continue
+            value = as_decimal(_python_value(raw[issue.column], issue.index))
+            if value is None:
+                continue
+            key = tuple(table.column(g)[issue.index].as_py() for g in groups)
+            factor = 0 if issue.column in self.query.minor_units else MICRO
+            micro = int(value.scaleb(factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            if issue.column in self.query.minor_units:
+                micro *= 10 ** (MICRO - self._group_exponent(key))
+            self.withheld.add(key, 0, {issue.column: micro})
+
+    def _reconcile(self, source: _Totals) -> tuple[bool, list[dict[str, Any]]]:
+        differences = []
+        for key in sorted(
+            set(source.rows) | set(self.kept.rows) | set(self.after.rows) | set(self.withheld.rows),
+            key=lambda k: tuple("" if v is None else v for v in k),
+        ):
+            expected_rows = source.rows.get(key, 0)
+            got_rows = self.kept.rows.get(key, 0) + self.after.rows.get(key, 0)
+            diff: dict[str, Any] = {}
+            if expected_rows != got_rows:
+                diff["rows"] = got_rows - expected_rows
+            for name in self.entity.total_amounts:
+                expected = source.micro.get(key, {}).get(name, 0)
+                got = sum(
+                    t.micro.get(key, {}).get(name, 0)
+                    for t in (self.kept, self.after, self.withheld)
+                )
+                if expected != got:
+                    diff[f"{name}_micro"] = got - expected
+            if diff:
+                differences.append({"group": list(key), **diff})
+        return not differences, differences
+
+    def _exception_row(self, table: pa.Table, issue: Issue) -> dict[str, Any]:
+        key = table.column(self.entity.key)[issue.index].as_py()
+        return {
+            "entity": self.entity.name,
+            "legacy_key": None if key is None else str(key),
+            "column": issue.column,
+            "reason_code": issue.reason.value,
+            "severity": issue.reason.severity.value,
+            "detail": issue.detail,
+            "amount_minor": issue.amount_minor,
+        }
+
+
+class _BackgroundWriter:
+    """Writes row groups on a thread, overlapping the fetch of the next chunk.
+
+    Parquet compression releases the GIL. At most two chunks wait in the queue, so memory
+    stays bounded.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name=f"write-{path.stem}")
+
+    def __enter__(self) -> _BackgroundWriter:
+        self._thread.start()
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Queue one chunk; it becomes exactly one row group."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def _drain(self) -> None:
+        while (table := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            except BaseException as exc:  # re-raised on the caller's thread
+                self._error = exc
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None and exc_info[0] is None:
+            raise self._error
+
+
+def _withhold_unknown_currency(
+    column: str,
+    array: pa.Array,
+    issues: list[Issue],
+    unknown: list[int],
+    raw: RawColumns,
+) -> tuple[pa.Array, list[Issue]]:
+    values = array.to_pylist()
+    for index in unknown:
+        values[index] = None
+        currency = _python_value(raw["currency"], index)
+        issues = [i for i in issues if i.index != index]
+        issues.append(
+            Issue(index, column, ReasonCode.CURRENCY_UNKNOWN, f"currency {currency!r} is unknown")
+        )
+    return pa.array(values, type=pa.int64()), sorted(issues, key=lambda i: i.index)
+
+
+def _take_raw(raw: RawColumns, keep: list[int]) -> RawColumns:
+    taken: RawColumns = {}
+    for name, values in raw.items():
+        if isinstance(values, pa.Array):
+            taken[name] = values.take(pa.array(keep, type=pa.int64()))
+        else:
+            taken[name] = tuple(values[i] for i in keep)
+    return taken
+
+
+def _python_value(values: Sequence[Any] | pa.Array, index: int) -> Any:
+    return values[index].as_py() if isinstance(values, pa.Array) else values[index]
+
+
+def _python_values(values: Sequence[Any] | pa.Array) -> Sequence[Any]:
+    return values.to_pylist() if isinstance(values, pa.Array) else values
+
+
+def _issues_of(issues: list[Issue], rows: Any) -> list[Issue]:
+    """The issues of the rows at positions ``rows``, re-indexed to those rows' new positions."""
+    position = {int(old): new for new, old in enumerate(rows)}
+    return [replace(i, index=position[i.index]) for i in issues if i.index in position]
+
+
+def _take(exponents: Any, mask: Any) -> Any:
+    """The exponents of the rows ``mask`` selects (None stays None: no money in the entity)."""
+    if exponents is None:
+        return None
+    return exponents[np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))]
+
+
+def _write_exceptions(snapshot_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    path = snapshot_dir / "exceptions.parquet"
+    table = pa.Table.from_pylist(rows, schema=EXCEPTIONS_SCHEMA)
+    pq.write_table(table, path, compression="zstd")
+    by_reason: dict[str, int] = {}
+    for row in rows:
+        by_reason[row["reason_code"]] = by_reason.get(row["reason_code"], 0) + 1
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "rows": len(rows),
+        "by_reason": dict(sorted(by_reason.items())),
+    }
+
+
+def _wave_doc(wave: WaveConfig | None) -> dict[str, Any] | None:
+    if wave is None:
+        return None
+    return {"name": wave.name, "predicates": {col: list(vals) for col, vals in wave.predicates}}
+
+
+def _write_run_record(
+    config: Config,
+    run_id: str,
+    started_at: datetime,
+    seconds: float,
+    summaries: list[EntitySummary],
+) -> None:
+    rows = sum(s.rows + s.rows_after_cutoff for s in summaries)
+    record = {
+        "run_id": run_id,
+        "phase": "extract",
+        "operator": os.environ.get("BILLMIG_OPERATOR") or getpass.getuser(),
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds) if seconds else None,
+        "entities": {s.name: {"rows": s.rows, "seconds": s.seconds} for s in summaries},
+    }
+    write_json(config.runs_path / run_id / "run.json", record)

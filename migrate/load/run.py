@@ -1,0 +1,599 @@
+"""``billmig load`` and ``billmig rollback``: a mapped run into the target, and out again.
+
+Load creates the target schema when absent and writes every table of ``runs/<run>/mapped/`` in
+dependency order, in batches of ``[load] batch_rows`` rows. Each batch commits together with
+its row in ``billmig_load_journal``, so:
+
+* a load killed at any point resumes where it stopped, with no duplicate and no missing row
+  (batches are cut from the Parquet files the same way every time, and committed ones are
+  skipped);
+* ``load`` again on a finished run changes nothing and says so;
+* a *different* run whose wave overlaps a loaded one is refused until that run is rolled back
+  (waves never overlap; the whole population overlaps every wave).
+
+Rollback deletes exactly one run's rows, one transaction per table, children first, and
+prints the row counts before and after. Rows of the shared tables (``party``,
+``product_offering``) that another loaded run still refers to stay. After cutover it refuses
+unless forced.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from migrate.core.config import Config, mask_url
+from migrate.core.db import create_engine, translate_errors
+from migrate.core.errors import EXIT_OK, InputError, TargetError
+from migrate.core.ledger import run_phase
+from migrate.core.manifest import sha256_file, write_json
+from migrate.core.progress import SILENT, Progress
+from migrate.core.rendering import TableData
+from migrate.core.target_schema import (
+    JOURNAL_METADATA,
+    LEGACY_KEY_OF,
+    LOAD_JOURNAL,
+    LOAD_RUN,
+    METADATA,
+    SHARED_TABLES,
+    TARGET_TABLES,
+)
+from migrate.load.writer import BatchWriter, first_failing_row, open_writer
+
+LOAD_STREAMS = 2
+"""Tables loaded at once into a target without references yet (its two cores stay busy)."""
+ACTIVE = ("loading", "loaded", "cut_over", "rolling_back")
+"""Load states in which a run's rows may be in the target."""
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """One table's part in a load."""
+
+    name: str
+    rows: int
+    """Rows of the mapped file."""
+    loaded_now: int
+    """Rows this invocation inserted (0 on a rerun of a finished load)."""
+    batches: int
+    skipped_batches: int
+    """Batches already committed by an earlier, interrupted invocation."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What ``load`` did."""
+
+    run_id: str
+    target: str
+    outcome: str
+    """loaded, resumed or already loaded."""
+    table_loads: tuple[TableLoad, ...]
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """Always 0: failures raise."""
+        return EXIT_OK
+
+    def tables(self) -> list[TableData]:
+        """Per-table rows and batches, for the terminal."""
+        rows = [
+            (t.name, t.rows, t.loaded_now, t.batches, t.skipped_batches, f"{t.seconds:.1f}")
+            for t in self.table_loads
+        ]
+        return [
+            TableData(
+                title=f"load {self.run_id} into {self.target}",
+                headers=("table", "rows #", "inserted now #", "batches #", "skipped #", "s"),
+                rows=rows,
+                footer=f"{self.outcome}; {self.seconds:.1f} s",
+            )
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run_id,
+            "target": self.target,
+            "outcome": self.outcome,
+            "seconds": round(self.seconds, 3),
+            "tables": [asdict(t) for t in self.table_loads],
+        }
+
+
+@dataclass(frozen=True)
+class _Mapped:
+    """A mapped run ready to load."""
+
+    directory: Path
+    manifest_sha256: str
+    wave: str | None
+
+    @classmethod
+    def open(cls, config: Config, run_id: str) -> _Mapped:
+        directory = config.runs_path / run_id / "mapped"
+        manifest = directory / "manifest.json"
+        if not manifest.exists():
+            raise InputError(
+                f"run {run_id} has no mapped output ({directory})",
+                hint=f"run `billmig map --run {run_id}` first",
+            )
+        outputs = json.loads(manifest.read_text(encoding="utf-8"))["outputs"]
+        for table in TARGET_TABLES:
+            path = directory / f"{table.name}.parquet"
+            expected = outputs.get(path.name, {}).get("sha256")
+            if not path.exists() or sha256_file(path) != expected:
+                raise InputError(
+                    f"{path.name} of run {run_id} is missing or changed since map",
+                    hint=f"rerun `billmig map --run {run_id}`",
+                )
+        snapshot = json.loads(
+            (directory.parent / "snapshot" / "manifest.json").read_text(encoding="utf-8")
+        )
+        wave = (snapshot.get("wave") or {}).get("name")
+        return cls(directory, sha256_file(manifest), wave)
+
+    def batches(self, table: str, batch_rows: int) -> Iterator[pa.Table]:
+        """The table's rows, cut into batches the same way every time."""
+        parquet = pq.ParquetFile(self.directory / f"{table}.parquet")
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            yield pa.Table.from_batches([batch])
+
+    def rows(self, table: str) -> int:
+        """Rows in the table's file."""
+        return int(pq.ParquetFile(self.directory / f"{table}.parquet").metadata.num_rows)
+
+
+def run_load(config: Config, *, run_id: str, progress: Progress = SILENT) -> LoadResult:
+    """Load ``runs/<run_id>/mapped`` into the target database.
+
+    Raises:
+        InputError: no mapped output, an overlapping loaded run, a busy workspace, map not run
+            or its inputs changed since (the run ledger).
+        TargetError: the target refused a batch (message names table, batch, legacy key).
+    """
+    return run_phase(config, "load", run_id, lambda: _load(config, run_id, progress))
+
+
+def _load(config: Config, run_id: str, progress: Progress) -> LoadResult:
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
+    url = config.target_url()
+    mapped = _Mapped.open(config, run_id)
+    engine = create_engine(url)
+    try:
+        with translate_errors(url, "creating the target schema", TargetError):
+            create_target_schema(engine)
+        claim = _claim(engine, url, run_id, mapped, config.load.batch_rows)
+        if claim.outcome == "already loaded":
+            tables = tuple(
+                TableLoad(t.name, mapped.rows(t.name), 0, 0, 0, 0.0) for t in TARGET_TABLES
+            )
+        else:
+            tables = _load_tables(engine, url, run_id, mapped, claim, progress)
+            with translate_errors(url, "adding references and indexes", TargetError):
+                complete_target_schema(engine)
+            _set_status(engine, url, run_id, "loaded", finished=True)
+    finally:
+        engine.dispose()
+    result = LoadResult(run_id, mask_url(url), claim.outcome, tables, time.perf_counter() - started)
+    if result.outcome != "already loaded":
+        write_json(
+            config.runs_path / run_id / "load-run.json",
+            {
+                "phase": "load",
+                "run_id": run_id,
+                "target": result.target,
+                "outcome": result.outcome,
+                "operator": getpass.getuser(),
+                "started_at": started_at.isoformat(),
+                "finished_at": datetime.now(UTC).isoformat(),
+                "seconds": round(result.seconds, 3),
+                "rows": {t.name: t.rows for t in tables},
+            },
+        )
+    return result
+
+
+def create_target_schema(engine: sa.Engine) -> None:
+    """Create the target tables that are absent, and the load journal.
+
+    On PostgreSQL a new table starts with its primary key, unique and check constraints only:
+    references and secondary indexes come after the load (:func:`complete_target_schema`), as
+    PostgreSQL's own advice for populating a database says, because a per-row reference check
+    costs more than the whole copy. Elsewhere every constraint is created at once.
+    """
+    JOURNAL_METADATA.create_all(engine)
+    if engine.dialect.name != "postgresql":
+        METADATA.create_all(engine, tables=list(TARGET_TABLES))
+        return
+    with engine.begin() as conn:
+        present = set(sa.inspect(conn).get_table_names())
+        for table in TARGET_TABLES:
+            if table.name not in present:
+                conn.execute(sa.schema.CreateTable(table, include_foreign_key_constraints=[]))
+
+
+def complete_target_schema(engine: sa.Engine) -> None:
+    """Add every reference and index the target lacks (each validated in one pass).
+
+    Only PostgreSQL defers them (see :func:`create_target_schema`); elsewhere they exist.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        inspector = sa.inspect(conn)
+        for table in TARGET_TABLES:
+            existing = {
+                (tuple(fk["constrained_columns"]), fk["referred_table"])
+                for fk in inspector.get_foreign_keys(table.name)
+            }
+            for constraint in table.foreign_key_constraints:
+                key = (tuple(constraint.column_keys), constraint.referred_table.name)
+                if key not in existing:
+                    conn.execute(sa.schema.AddConstraint(constraint))
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in TARGET_TABLES:  # fresh planner statistics for everyone who queries next
+            conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")
+
+
+@dataclass(frozen=True)
+class _Claim:
+    outcome: str
+    batch_rows: int
+    committed: frozenset[tuple[str, int]]
+    shared_mode: bool
+    """Another run is loaded: shared tables get only the rows they lack."""
+
+
+def _claim(engine: sa.Engine, url: str, run_id: str, mapped: _Mapped, batch_rows: int) -> _Claim:
+    """Register (or resume) this run's load; refuse overlaps and changed inputs."""
+    with translate_errors(url, "reading the load journal", TargetError), engine.begin() as conn:
+        runs = {row.run_id: row for row in conn.execute(sa.select(LOAD_RUN)).all()}
+        _refuse_overlaps(run_id, mapped.wave, runs)
+        mine = runs.get(run_id)
+        shared = any(r.status in ACTIVE for key, r in runs.items() if key != run_id)
+        if mine is not None and mine.status in ("loading", "loaded", "cut_over"):
+            if mine.mapped_manifest_sha256 != mapped.manifest_sha256:
+                raise InputError(
+                    f"run {run_id} is (partly) loaded from a different mapped output",
+                    hint=f"roll it back (`billmig rollback --run {run_id}`), then load again",
+                )
+            committed = frozenset(
+                (row.table_name, int(row.batch_no))
+                for row in conn.execute(
+                    sa.select(LOAD_JOURNAL.c.table_name, LOAD_JOURNAL.c.batch_no).where(
+                        LOAD_JOURNAL.c.run_id == run_id
+                    )
+                )
+            )
+            outcome = "resumed" if mine.status == "loading" else "already loaded"
+            return _Claim(outcome, int(mine.batch_rows), committed, shared)
+        if mine is not None and mine.status == "rolling_back":
+            raise InputError(
+                f"run {run_id} is half rolled back",
+                hint=f"finish it: `billmig rollback --run {run_id}`",
+            )
+        values = {
+            "wave": mapped.wave,
+            "mapped_manifest_sha256": mapped.manifest_sha256,
+            "batch_rows": batch_rows,
+            "status": "loading",
+            "operator": os.environ.get("BILLMIG_OPERATOR") or getpass.getuser(),
+            "started_at": _now(),
+            "finished_at": None,
+        }
+        if mine is None:
+            conn.execute(sa.insert(LOAD_RUN).values(run_id=run_id, **values))
+        else:
+            conn.execute(sa.update(LOAD_RUN).where(LOAD_RUN.c.run_id == run_id).values(**values))
+        return _Claim("loaded", batch_rows, frozenset(), shared)
+
+
+def _refuse_overlaps(run_id: str, wave: str | None, runs: dict[str, Any]) -> None:
+    for other, row in runs.items():
+        if other == run_id or row.status not in ACTIVE:
+            continue
+        if wave is None or row.wave is None or row.wave == wave:
+            scope = f"wave {row.wave}" if row.wave else "all accounts"
+            raise InputError(
+                f"run {other} ({scope}, {row.status}) is in the target and overlaps run {run_id}",
+                hint=f"roll it back first: `billmig rollback --run {other}`",
+            )
+
+
+def _load_tables(
+    engine: sa.Engine,
+    url: str,
+    run_id: str,
+    mapped: _Mapped,
+    claim: _Claim,
+    progress: Progress,
+) -> tuple[TableLoad, ...]:
+    """Every table of the run.
+
+    Two tables at a time while the target has no references yet (PostgreSQL's first load),
+    else one after another in dependency order.
+    """
+
+    def load(table: sa.Table) -> TableLoad:
+        with (
+            translate_errors(url, "opening the target", TargetError),
+            open_writer(url, engine) as writer,
+        ):
+            return _load_table(engine, url, run_id, mapped, claim, table, writer, progress)
+
+    if not _has_references(engine):
+        largest_first = sorted(TARGET_TABLES, key=lambda t: -mapped.rows(t.name))
+        with ThreadPoolExecutor(LOAD_STREAMS) as pool:
+            loaded = {result.name: result for result in pool.map(load, largest_first)}
+        return tuple(loaded[t.name] for t in TARGET_TABLES)
+    return tuple(load(table) for table in TARGET_TABLES)
+
+
+def _has_references(engine: sa.Engine) -> bool:
+    if engine.dialect.name != "postgresql":
+        return True  # created with every constraint: keep dependency order
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return any(inspector.get_foreign_keys(t.name) for t in TARGET_TABLES)
+
+
+def _load_table(
+    engine: sa.Engine,
+    url: str,
+    run_id: str,
+    mapped: _Mapped,
+    claim: _Claim,
+    table: sa.Table,
+    writer: BatchWriter,
+    progress: Progress,
+) -> TableLoad:
+    started = time.perf_counter()
+    total = mapped.rows(table.name)
+    inserted = batches = skipped = 0
+    with progress.task(f"load {table.name}", total) as task:
+        for number, rows in enumerate(mapped.batches(table.name, claim.batch_rows)):
+            batches += 1
+            task.advance(rows.num_rows)
+            if (table.name, number) in claim.committed:
+                skipped += 1
+                continue
+            if claim.shared_mode and table.name in SHARED_TABLES:
+                rows = _absent(engine, table, rows)
+            journal = _journal_row(run_id, table.name, number, rows)
+            try:
+                writer.write(table.name, rows, journal)
+            except Exception as exc:
+                raise _batch_error(engine, url, table, number, rows, exc) from exc
+            inserted += rows.num_rows
+    return TableLoad(table.name, total, inserted, batches, skipped, time.perf_counter() - started)
+
+
+def _absent(engine: sa.Engine, table: sa.Table, rows: pa.Table) -> pa.Table:
+    """The rows of a shared table whose key the target does not hold yet."""
+    key = next(iter(table.primary_key.columns))
+    wanted = rows.column(key.name).to_pylist()
+    present: set[str] = set()
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            present.update(conn.execute(sa.select(key).where(key.in_(chunk))).scalars())
+    if not present:
+        return rows
+    keep = pa.array([value not in present for value in wanted])
+    return rows.filter(keep)
+
+
+def _journal_row(run_id: str, table: str, number: int, rows: pa.Table) -> pa.Table:
+    keys = rows.column(LEGACY_KEY_OF[table]) if rows.num_rows else None
+    return pa.table(
+        {
+            "run_id": [run_id],
+            "table_name": [table],
+            "batch_no": pa.array([number], pa.int64()),
+            "rows": pa.array([rows.num_rows], pa.int64()),
+            "first_key": [None if keys is None else _text(keys[0].as_py())],
+            "last_key": [None if keys is None else _text(keys[-1].as_py())],
+            "committed_at": pa.array([_now()], pa.timestamp("us")),
+        }
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)[:200]
+
+
+def _batch_error(
+    engine: sa.Engine, url: str, table: sa.Table, number: int, rows: pa.Table, exc: Exception
+) -> TargetError:
+    """Name the table, the batch and the first legacy key the target refuses."""
+    reason = " ".join(str(exc).split())[:300]
+    try:
+        index = first_failing_row(engine, table, rows)
+    except Exception:  # the diagnosis must never hide the original failure
+        index = None
+    key_column = LEGACY_KEY_OF[table.name]
+    where = (
+        f"; first refused row: {key_column} = {rows.column(key_column)[index].as_py()}"
+        if index is not None
+        else ""
+    )
+    return TargetError(
+        f"the target refused batch {number} of {table.name}{where}: {reason}",
+        hint="the target holds every batch before it; fix the cause, then run load again "
+        f"(it resumes at batch {number}) — see runbooks/03-load.md",
+    )
+
+
+def _set_status(
+    engine: sa.Engine, url: str, run_id: str, status: str, *, finished: bool = False
+) -> None:
+    values: dict[str, Any] = {"status": status}
+    if finished:
+        values["finished_at"] = _now()
+    with translate_errors(url, "updating the load journal", TargetError), engine.begin() as conn:
+        conn.execute(sa.update(LOAD_RUN).where(LOAD_RUN.c.run_id == run_id).values(**values))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# -- rollback --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableRollback:
+    """One table before and after a rollback."""
+
+    name: str
+    rows_before: int
+    rows_after: int
+    run_rows_deleted: int
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    """What ``rollback`` did."""
+
+    run_id: str
+    target: str
+    outcome: str
+    table_rollbacks: tuple[TableRollback, ...]
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """Always 0: refusals raise."""
+        return EXIT_OK
+
+    def tables(self) -> list[TableData]:
+        """Counts before and after, for the terminal."""
+        return [
+            TableData(
+                title=f"rollback {self.run_id} from {self.target}",
+                headers=("table", "rows before #", "deleted #", "rows after #"),
+                rows=[
+                    (t.name, t.rows_before, t.run_rows_deleted, t.rows_after)
+                    for t in self.table_rollbacks
+                ],
+                footer=f"{self.outcome}; {self.seconds:.1f} s",
+            )
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run_id,
+            "target": self.target,
+            "outcome": self.outcome,
+            "seconds": round(self.seconds, 3),
+            "tables": [asdict(t) for t in self.table_rollbacks],
+        }
+
+
+def run_rollback(config: Config, *, run_id: str, force: bool = False) -> RollbackResult:
+    """Remove exactly ``run_id``'s rows from every target table, one transaction per table.
+
+    Raises:
+        InputError: the run was cut over (without ``force``), or the workspace is busy.
+    """
+    return run_phase(config, "rollback", run_id, lambda: _rollback(config, run_id, force))
+
+
+def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:
+    started = time.perf_counter()
+    url = config.target_url()
+    engine = create_engine(url)
+    try:
+        with translate_errors(url, "rolling back", TargetError):
+            JOURNAL_METADATA.create_all(engine)
+            outcome = _mark_rolling_back(engine, run_id, force)
+            tables = tuple(
+                _rollback_table(engine, table, run_id) for table in reversed(TARGET_TABLES)
+            )
+            with engine.begin() as conn:
+                conn.execute(sa.delete(LOAD_JOURNAL).where(LOAD_JOURNAL.c.run_id == run_id))
+                conn.execute(
+                    sa.update(LOAD_RUN)
+                    .where(LOAD_RUN.c.run_id == run_id)
+                    .values(status="rolled_back", finished_at=_now())
+                )
+    finally:
+        engine.dispose()
+    return RollbackResult(run_id, mask_url(url), outcome, tables, time.perf_counter() - started)
+
+
+def _mark_rolling_back(engine: sa.Engine, run_id: str, force: bool) -> str:
+    with engine.begin() as conn:
+        status = conn.execute(
+            sa.select(LOAD_RUN.c.status).where(LOAD_RUN.c.run_id == run_id)
+        ).scalar_one_or_none()
+        if status == "cut_over" and not force:
+            raise InputError(
+                f"run {run_id} was cut over: the new platform is live on it",
+                hint="a rollback now loses live changes; if it is decided, add --force",
+            )
+        if status is None or status == "rolled_back":
+            return "nothing loaded for this run" if status is None else "already rolled back"
+        conn.execute(
+            sa.update(LOAD_RUN).where(LOAD_RUN.c.run_id == run_id).values(status="rolling_back")
+        )
+        return "rolled back"
+
+
+def _rollback_table(engine: sa.Engine, table: sa.Table, run_id: str) -> TableRollback:
+    count = sa.select(sa.func.count()).select_from(table)
+    with engine.begin() as conn:
+        before = int(conn.execute(count).scalar_one())
+        condition = table.c.run_id == run_id
+        if table.name in SHARED_TABLES:
+            referrer, column = SHARED_TABLES[table.name]
+            other = METADATA.tables[referrer].c[column]
+            key = next(iter(table.primary_key.columns))
+            still_used = sa.select(other).where(other.is_not(None))
+            condition = condition & key.not_in(still_used)
+        deleted = conn.execute(sa.delete(table).where(condition)).rowcount
+        after = int(conn.execute(count).scalar_one())
+    return TableRollback(table.name, before, after, int(deleted or 0))
+
+
+def mark_cut_over(config: Config, run_id: str) -> None:
+    """Record in the target that ``run_id`` went live: from now on rollback needs ``--force``.
+
+    Raises:
+        InputError: the target holds no loaded run of that id.
+    """
+    url = config.target_url()
+    engine = create_engine(url)
+    try:
+        with translate_errors(url, "recording the cutover", TargetError), engine.begin() as conn:
+            done = conn.execute(
+                sa.update(LOAD_RUN)
+                .where(LOAD_RUN.c.run_id == run_id, LOAD_RUN.c.status.in_(("loaded", "cut_over")))
+                .values(status="cut_over", finished_at=_now())
+            )
+            if done.rowcount != 1:
+                raise InputError(
+                    f"the target {mask_url(url)} holds no loaded run {run_id}",
+                    hint="check BILLMIG_TARGET_URL: the gate records cutover where the run loaded",
+                )
+    finally:
+        engine.dispose()

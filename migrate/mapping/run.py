@@ -1,0 +1,799 @@
+"""``billmig map``: a snapshot into the new model (SPEC §4, §5, §6).
+
+Reads ``runs/<run_id>/snapshot/`` and writes ``runs/<run_id>/mapped/``: one Parquet file per
+target table, ``exceptions.parquet`` (the extractor's and the mapper's, with dispositions),
+``lineage.parquet`` (every legacy row once: where it went and by which rule),
+``topup_forecast.csv`` and ``manifest.json`` (inputs, policies, outputs with SHA-256, control
+totals). Output is written to ``mapped.partial/`` and renamed when complete, so a ``mapped/``
+directory is always whole; rerunning on the same snapshot gives byte-identical files.
+
+Memory stays bounded by partitioning (see :mod:`migrate.mapping.hash_partition`):
+
+1. clients, partitioned by national ID → parties, duplicates merged exactly;
+2. lines and subscriptions, partitioned by phone number → numbers checked, subscriptions
+   linked to their line's account, then re-partitioned by account;
+3. accounts, payments, charges, orders, bonuses and the linked rows, partitioned by account
+   → every account rule, mapped by ``[map] workers`` processes in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import multiprocessing
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from migrate import __version__
+from migrate.core.config import Config
+from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
+from migrate.core.ledger import run_phase
+from migrate.core.manifest import canonical_json, git_state, sha256_file, write_json
+from migrate.core.progress import SILENT, Progress
+from migrate.core.reasons import ReasonCode, Severity
+from migrate.core.rendering import TableData
+from migrate.core.target_schema import TARGET_TABLES, arrow_schema
+from migrate.mapping.account_partition import (
+    FORECAST_COLUMNS,
+    TOTAL_COLUMNS,
+    BucketContext,
+    map_bucket,
+)
+from migrate.mapping.dispositions import Dispositions, load_dispositions
+from migrate.mapping.hash_partition import Scatter, partition_of, read_partition, to_table
+from migrate.mapping.lines import (
+    LINKED_LINES_SCHEMA,
+    LINKED_SUBSCRIPTIONS_SCHEMA,
+    link_lines,
+    msisdn_partition_keys,
+)
+from migrate.mapping.outcomes import (
+    LINEAGE_SCHEMA,
+    RUN_EXCEPTIONS_SCHEMA,
+    Outcome,
+    lineage,
+)
+from migrate.mapping.parties import map_parties
+from migrate.mapping.policy import MapPolicy
+from migrate.mapping.tariffs import TariffMap, load_tariff_map
+
+MAPPED_FORMAT = "billmig-mapped/1"
+BATCH_ROWS = 200_000
+TARGET_SCHEMAS = {table.name: arrow_schema(table) for table in TARGET_TABLES}
+FORECAST_SCHEMA = pa.schema(
+    [
+        (name, pa.int64() if name.endswith("_minor") else pa.string())
+        for name in FORECAST_COLUMNS
+        if name != "next_charge_date"
+    ]
+    + [("next_charge_date", pa.date32())]
+)
+_ACCOUNT_ENTITIES: dict[str, tuple[str, ...] | None] = {
+    "accounts": None,
+    "payments": None,
+    "charges": (
+        "charge_id", "account_no", "msisdn", "kind", "amount_minor", "currency", "occurred_at",
+    ),
+    "orders": ("order_id", "account_no"),
+    "bonuses": None,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MoneyTotals:
+    """Per currency: the run's money conservation (``legacy − held = target − explained``)."""
+
+    currency: str
+    accounts: int
+    legacy_balance_minor: int
+    withheld_balances: int
+    held_balance_minor: int
+    target_net_minor: int
+    explained_minor: int
+
+    @property
+    def difference_minor(self) -> int:
+        """Zero when every minor unit is accounted for."""
+        return (self.legacy_balance_minor - self.held_balance_minor) - (
+            self.target_net_minor - self.explained_minor
+        )
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """What ``map`` produced."""
+
+    run_id: str
+    mapped_dir: Path
+    manifest_sha256: str
+    rows: dict[str, int]
+    exceptions_by_reason: dict[str, int]
+    outcomes: dict[str, dict[str, int]]
+    totals: tuple[MoneyTotals, ...]
+    coverage: dict[str, list[str]]
+    seconds: float
+
+    @property
+    def conserved(self) -> bool:
+        """True when no currency has a difference."""
+        return all(t.difference_minor == 0 for t in self.totals)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when money is conserved, else 1 (exceptions alone do not fail ``map``)."""
+        return EXIT_OK if self.conserved else EXIT_CHECKS_FAILED
+
+    def tables(self) -> list[TableData]:
+        """Outputs, money conservation and exceptions, for the terminal."""
+        verdict = (
+            "money conserved in every currency"
+            if self.conserved
+            else "MONEY NOT CONSERVED: see totals in manifest.json"
+        )
+        out = [
+            TableData(
+                title=f"map {self.run_id}: {self.mapped_dir}",
+                headers=("table", "rows #"),
+                rows=sorted(self.rows.items()),
+                footer=f"{verdict}; {self.seconds:.1f} s",
+            ),
+            TableData(
+                title="money by currency (minor units)",
+                headers=(
+                    "currency",
+                    "accounts #",
+                    "legacy #",
+                    "held #",
+                    "target net #",
+                    "explained #",
+                    "difference #",
+                ),
+                rows=[
+                    (
+                        t.currency,
+                        t.accounts,
+                        t.legacy_balance_minor,
+                        t.held_balance_minor,
+                        t.target_net_minor,
+                        t.explained_minor,
+                        t.difference_minor,
+                    )
+                    for t in self.totals
+                ],
+            ),
+        ]
+        if self.exceptions_by_reason:
+            out.append(
+                TableData(
+                    title="exceptions by reason code",
+                    headers=("reason code", "severity", "rows #"),
+                    rows=[
+                        (code, ReasonCode[code].severity.value, count)
+                        for code, count in self.exceptions_by_reason.items()
+                    ],
+                )
+            )
+        unmapped = self.coverage.get("unmapped_legacy_codes", [])
+        unused = self.coverage.get("unused_mapping_rows", [])
+        if unmapped or unused:
+            out.append(
+                TableData(
+                    title="tariff mapping coverage",
+                    headers=("direction", "codes"),
+                    rows=[
+                        ("legacy codes without a mapping", ", ".join(unmapped) or "none"),
+                        ("mapping rows no legacy tariff uses", ", ".join(unused) or "none"),
+                    ],
+                )
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run_id,
+            "mapped_dir": str(self.mapped_dir),
+            "manifest_sha256": self.manifest_sha256,
+            "conserved": self.conserved,
+            "seconds": round(self.seconds, 3),
+            "rows": self.rows,
+            "exceptions_by_reason": self.exceptions_by_reason,
+            "outcomes": self.outcomes,
+            "totals": [asdict(t) | {"difference_minor": t.difference_minor} for t in self.totals],
+            "coverage": self.coverage,
+        }
+
+
+def run_map(config: Config, *, run_id: str, progress: Progress = SILENT) -> MapResult:
+    """Map ``runs/<run_id>/snapshot`` into ``runs/<run_id>/mapped``.
+
+    Raises:
+        InputError: no such run, an incomplete or altered snapshot, or a bad mapping file;
+            extract has not run for it or its inputs changed since (the run ledger).
+    """
+    return run_phase(config, "map", run_id, lambda: _map(config, run_id, progress))
+
+
+def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
+    started = time.perf_counter()
+    run_dir = config.runs_path / run_id
+    snapshot = _Snapshot.open(run_dir / "snapshot")
+    tariffs = load_tariff_map(config.resolve(config.map.tariffs))
+    dispositions = load_dispositions(config.resolve(config.map.dispositions))
+    policy = MapPolicy(
+        namespace=config.workspace.namespace,
+        cutoff=snapshot.cutoff,
+        write_off_below_minor=config.map.write_off_below_minor,
+        debt_threshold_minor=config.map.debt_threshold_minor,
+        small_debt=config.map.small_debt,
+        unconsented=config.map.unconsented,
+        roaming_lookback_days=config.map.roaming_lookback_days,
+    )
+    partial = run_dir / "mapped.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        job = _MapJob(config, snapshot, tariffs, dispositions, policy, partial, run_id)
+        summary = job.run(progress)
+        manifest = _write_manifest(job, summary)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    mapped = run_dir / "mapped"
+    shutil.rmtree(mapped, ignore_errors=True)
+    partial.rename(mapped)
+    seconds = time.perf_counter() - started
+    write_json(
+        run_dir / "map-run.json",
+        {
+            "run_id": run_id,
+            "phase": "map",
+            "seconds": round(seconds, 3),
+            "stage_seconds": job.stage_seconds,
+            "partitions": job.partitions,
+            "workers": job.workers,
+            "rows": summary["rows"],
+        },
+    )
+    return MapResult(
+        run_id=run_id,
+        mapped_dir=mapped,
+        manifest_sha256=manifest,
+        rows=summary["rows"],
+        exceptions_by_reason=summary["exceptions_by_reason"],
+        outcomes=summary["outcomes"],
+        totals=tuple(summary["totals"]),
+        coverage=summary["coverage"],
+        seconds=seconds,
+    )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A verified snapshot: its manifest, cutoff and files."""
+
+    directory: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @classmethod
+    def open(cls, directory: Path) -> _Snapshot:
+        manifest_path = directory / "manifest.json"
+        if not manifest_path.exists():
+            raise InputError(
+                f"no complete snapshot in {directory}",
+                hint="run `billmig extract` first and pass its run id to --run",
+            )
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not manifest.get("reconciled"):
+            raise InputError(
+                f"the snapshot in {directory} does not reconcile with legacy control totals",
+                hint="investigate the extract differences and extract again",
+            )
+        for doc in [*manifest["entities"].values(), manifest["exceptions"]]:
+            path = directory / doc["file"]
+            if not path.exists() or sha256_file(path) != doc["sha256"]:
+                raise InputError(
+                    f"snapshot file {path.name} is missing or changed since extract",
+                    hint="extract again; a snapshot is never edited by hand",
+                )
+        return cls(directory, manifest, sha256_file(manifest_path))
+
+    @property
+    def cutoff(self) -> Any:
+        """The snapshot moment (naive local datetime)."""
+        return pd.Timestamp(self.manifest["cutoff"]).to_pydatetime()
+
+    def rows(self, entity: str) -> int:
+        """Rows of ``entity`` in the snapshot."""
+        return int(self.manifest["entities"][entity]["rows"])
+
+    def path(self, entity: str) -> Path:
+        """The entity's Parquet file."""
+        return self.directory / f"{entity}.parquet"
+
+    def batches(self, entity: str, columns: Iterable[str] | None = None) -> Iterator[pa.Table]:
+        """The entity in row batches, optionally only some columns."""
+        parquet = pq.ParquetFile(self.path(entity))
+        for batch in parquet.iter_batches(
+            batch_size=BATCH_ROWS, columns=list(columns) if columns else None
+        ):
+            yield pa.Table.from_batches([batch])
+
+    @functools.cached_property
+    def extract_exceptions(self) -> pd.DataFrame:
+        """The extractor's exception rows."""
+        found: pd.DataFrame = pq.read_table(self.directory / "exceptions.parquet").to_pandas()
+        return found
+
+
+def _unique_text(column: str) -> bool:
+    """Columns of (nearly) unique values, where a Parquet dictionary only costs time."""
+    if column == "run_id":
+        return False
+    return column.endswith(("_id", "_key", "_no")) or column in _UNIQUE_COLUMNS
+
+
+_UNIQUE_COLUMNS = {"msisdn", "iccid", "name", "national_id", "detail"}
+
+
+class _Outputs:
+    """One Parquet writer per output table, written partition by partition in order."""
+
+    def __init__(self, directory: Path, schemas: dict[str, pa.Schema], run_id: str) -> None:
+        self.directory = directory
+        self.run_id = run_id
+        self.schemas = schemas
+        self.rows = dict.fromkeys(schemas, 0)
+        self.counts: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in _COUNTED}
+        self._writers = {
+            name: pq.ParquetWriter(
+                directory / f"{name}.parquet",
+                schema,
+                compression="zstd",
+                use_dictionary=[f.name for f in schema if not _unique_text(f.name)],
+            )
+            for name, schema in schemas.items()
+        }
+
+    def write(self, name: str, table: pa.Table) -> None:
+        """Append rows to ``name``; exceptions and lineage are counted as they pass."""
+        if not table.num_rows:
+            return
+        self._writers[name].write_table(table, row_group_size=BATCH_ROWS)
+        self.rows[name] += table.num_rows
+        if name in _COUNTED:
+            counts = table.group_by(list(_COUNTED[name])).aggregate([([], "count_all")])
+            for row in counts.to_pylist():
+                key = tuple(row[c] for c in _COUNTED[name])
+                self.counts[name][key] = self.counts[name].get(key, 0) + row["count_all"]
+
+    def frame(self, name: str, frame: pd.DataFrame) -> pa.Table:
+        """``frame`` as the output table ``name`` (run_id filled in)."""
+        if "run_id" in self.schemas[name].names:
+            frame = frame.assign(run_id=self.run_id)
+        return to_table(frame, self.schemas[name])
+
+    def close(self) -> None:
+        """Finish every file."""
+        for writer in self._writers.values():
+            writer.close()
+
+
+_COUNTED = {"exceptions": ("reason_code",), "lineage": ("entity", "outcome")}
+_OUTPUT_SCHEMAS = TARGET_SCHEMAS | {
+    "exceptions": RUN_EXCEPTIONS_SCHEMA,
+    "lineage": LINEAGE_SCHEMA,
+}
+
+
+class _MapJob:
+    """The three partitioned stages of one map run."""
+
+    def __init__(
+        self,
+        config: Config,
+        snapshot: _Snapshot,
+        tariffs: TariffMap,
+        dispositions: Dispositions,
+        policy: MapPolicy,
+        out_dir: Path,
+        run_id: str,
+    ) -> None:
+        self.config = config
+        self.snapshot = snapshot
+        self.tariffs = tariffs
+        self.dispositions = dispositions
+        self.policy = policy
+        self.out_dir = out_dir
+        self.run_id = run_id
+        self.partitions = max(1, math.ceil(snapshot.rows("accounts") / config.map.bucket_accounts))
+        self.workers = config.map.workers
+        self.forecast_path = out_dir / "topup_forecast.csv"
+        self.stage_seconds: dict[str, float] = {}
+        self.pool: ProcessPoolExecutor | None = None
+        self.totals: list[pd.DataFrame] = []
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.stage_seconds[stage] = round(time.perf_counter() - started, 3)
+
+    def run(self, progress: Progress) -> dict[str, Any]:
+        """Every stage; returns the summary for the manifest and the result."""
+        if self.workers == 1:
+            return self._run(progress)
+        # Workers are forked once, now, while the parent is small: a fork later would copy
+        # the parent's grown heap into every worker's page tables.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            self.pool = pool
+            try:
+                return self._run(progress)
+            finally:
+                self.pool = None
+
+    def _run(self, progress: Progress) -> dict[str, Any]:
+        outputs = _Outputs(self.out_dir, _OUTPUT_SCHEMAS, self.run_id)
+        # The forecast grows partition by partition (accounts sorted within each partition).
+        self.forecast_path.write_text(",".join(FORECAST_COLUMNS) + "\n", encoding="utf-8")
+        with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=".work-") as work:
+            try:
+                with self._timed("catalogue"):
+                    self._write_extract_exceptions(outputs)
+                    self._catalogue(outputs)
+                with self._timed("clients"):
+                    context = self._parties(outputs, Path(work), progress)
+                with self._timed("partition"):
+                    parts = self._scatter_inputs(Path(work))
+                with self._timed("lines"):
+                    self._lines(outputs, Path(work), parts, progress)
+                with self._timed("accounts"):
+                    self._accounts(outputs, parts, context, progress)
+            finally:
+                outputs.close()
+        return self._summary(outputs)
+
+    # -- stage 0: what needs no partitioning --------------------------------------------------
+
+    def _write_extract_exceptions(self, outputs: _Outputs) -> None:
+        found = self.snapshot.extract_exceptions
+        frame = found.drop(columns=["column"]).assign(currency=None)
+        frame["detail"] = found["column"] + ": " + found["detail"]
+        self._write_exceptions(outputs, frame, phase="extract")
+
+    def _write_exceptions(self, outputs: _Outputs, frame: pd.DataFrame, phase: str) -> None:
+        decided = self.dispositions.apply(frame.reset_index(drop=True)).assign(phase=phase)
+        outputs.write("exceptions", outputs.frame("exceptions", decided))
+
+    def _catalogue(self, outputs: _Outputs) -> None:
+        """Offerings from the mapping file; each legacy tariff's lineage."""
+        namespace = self.policy.namespace
+        outputs.write(
+            "product_offering",
+            outputs.frame("product_offering", self.tariffs.offering_rows(namespace)),
+        )
+        codes = pq.read_table(self.snapshot.path("tariffs"), columns=["tariff_code"])
+        legacy = pd.Series(codes.column("tariff_code").to_pylist(), dtype="string")
+        ids = self.tariffs.offering_ids(namespace)
+        target = legacy.map(lambda code: ids.get(self.tariffs.offering_of.get(code, "")))
+        mapped = target.notna().to_numpy()
+        trail = pd.concat(
+            [
+                lineage(
+                    "tariffs",
+                    legacy[mapped],
+                    Outcome.MAPPED,
+                    "tariffs.csv",
+                    "product_offering",
+                    target[mapped],
+                ),
+                lineage(
+                    "tariffs",
+                    legacy[~mapped],
+                    Outcome.NOT_MIGRATED,
+                    "no row in tariffs.csv (live subscriptions on it are TARIFF_UNMAPPED)",
+                ),
+            ]
+        )
+        outputs.write("lineage", outputs.frame("lineage", trail))
+        self.coverage = self.tariffs.coverage(set(legacy.dropna().tolist()))
+
+    # -- stage 1: clients by national ID ------------------------------------------------------
+
+    def _parties(self, outputs: _Outputs, work: Path, progress: Progress) -> BucketContext:
+        schema = pq.read_schema(self.snapshot.path("clients"))
+        client_ids: list[np.ndarray] = []
+        with Scatter(work, "clients", schema, self.partitions) as scatter:
+            for batch in self.snapshot.batches("clients"):
+                client_ids.append(batch.column("client_id").to_numpy())
+                key = pc.coalesce(
+                    batch.column("national_id"), batch.column("client_id").cast(pa.string())
+                )
+                scatter.write(batch, partition_of(key, self.partitions))
+        merges: list[pd.DataFrame] = []
+        with progress.task("map clients", self.snapshot.rows("clients")) as task:
+            shared = (self.policy.namespace, self.run_id)
+            for party, found, trail, merged_away in self._parallel(
+                _party_partition, scatter.paths, shared
+            ):
+                outputs.write("party", party)
+                self._write_exceptions(outputs, found, phase="map")
+                outputs.write("lineage", trail)
+                merges.append(merged_away)
+                task.advance(party.num_rows + len(merged_away))
+        merged = pd.concat(merges, ignore_index=True) if merges else pd.DataFrame()
+        return BucketContext(
+            policy=self.policy,
+            tariffs=self.tariffs.legacy_lookup(self.policy.namespace),
+            survivor_of=dict(
+                zip(
+                    merged.get("client_id", pd.Series(dtype=np.int64)).astype(np.int64).tolist(),
+                    merged.get("survivor_client_id", pd.Series(dtype=np.int64))
+                    .astype(np.int64)
+                    .tolist(),
+                    strict=True,
+                )
+            ),
+            client_ids_file=self._save_client_ids(client_ids, work),
+            withheld=self._withheld(),
+            excluded_accounts=frozenset(self.dispositions.excluded("accounts")),
+        )
+
+    @staticmethod
+    def _save_client_ids(parts: list[np.ndarray], work: Path) -> Path | None:
+        if not parts:
+            return None
+        path = work / "client_ids.npy"
+        np.save(path, np.sort(np.concatenate(parts).astype(np.int64)))
+        return path
+
+    def _withheld(self) -> dict[str, dict[str, str]]:
+        found = self.snapshot.extract_exceptions
+        blocking = found[found["severity"] == Severity.BLOCK.value]
+        blocking = blocking.drop_duplicates(["entity", "legacy_key"])
+        return {
+            str(entity): dict(zip(rows["legacy_key"], rows["reason_code"], strict=True))
+            for entity, rows in blocking.groupby("entity")
+        }
+
+    # -- stage 2: lines and subscriptions by number -------------------------------------------
+
+    def _scatter_inputs(self, work: Path) -> dict[str, list[Path]]:
+        """Partition lines and subscriptions by number and the rest by account, in parallel."""
+        tasks = [
+            _ScatterTask(self.snapshot.path(entity), work, entity, columns, "account_no")
+            for entity, columns in _ACCOUNT_ENTITIES.items()
+        ]
+        tasks += [
+            _ScatterTask(self.snapshot.path(entity), work, entity, None, "msisdn")
+            for entity in ("lines", "subscriptions")
+        ]
+        scattered = self._parallel(_scatter, tasks, self.partitions)
+        return {task.entity: paths for task, paths in zip(tasks, scattered, strict=True)}
+
+    def _lines(
+        self, outputs: _Outputs, work: Path, parts: dict[str, list[Path]], progress: Progress
+    ) -> None:
+        out_lines = Scatter(work, "linked-lines", LINKED_LINES_SCHEMA, self.partitions)
+        out_subs = Scatter(
+            work, "linked-subscriptions", LINKED_SUBSCRIPTIONS_SCHEMA, self.partitions
+        )
+        total = self.snapshot.rows("lines") + self.snapshot.rows("subscriptions")
+        with out_lines, out_subs, progress.task("map lines", total) as task:
+            tasks = list(zip(parts["lines"], parts["subscriptions"], strict=True))
+            for linked in self._parallel(_link_partition, tasks, self.policy):
+                lines, subs, found, trail = linked
+                out_lines.write(lines, partition_of(lines.column("account_no"), self.partitions))
+                out_subs.write(subs, partition_of(subs.column("account_no"), self.partitions))
+                self._write_exceptions(outputs, found, phase="map")
+                outputs.write("lineage", outputs.frame("lineage", trail))
+                task.advance(lines.num_rows + subs.num_rows)
+        parts["lines"], parts["subscriptions"] = out_lines.paths, out_subs.paths
+
+    # -- stage 3: everything by account -------------------------------------------------------
+
+    def _accounts(
+        self,
+        outputs: _Outputs,
+        parts: dict[str, list[Path]],
+        context: BucketContext,
+        progress: Progress,
+    ) -> None:
+        tasks = [
+            {entity: paths[p] for entity, paths in parts.items()} for p in range(self.partitions)
+        ]
+        with progress.task("map accounts", self.snapshot.rows("accounts")) as task:
+            for result in self._parallel(_map_partition, tasks, (context, self.run_id)):
+                for name in TARGET_SCHEMAS:
+                    if name in result:
+                        outputs.write(name, result[name])
+                self._write_exceptions(outputs, result["exceptions"], phase="map")
+                outputs.write("lineage", result["lineage"])
+                result["topup_forecast"].to_csv(
+                    self.forecast_path, mode="a", header=False, index=False, lineterminator="\n"
+                )
+                self.totals.append(result["totals"])
+                task.advance(int(result["accounts"]))
+
+    def _parallel(
+        self, function: Callable[[Any, Any], Any], tasks: list[Any], shared: Any
+    ) -> Iterator[Any]:
+        """``function(task, shared)`` for each task, in task order, on ``workers`` processes."""
+        if self.pool is None or len(tasks) == 1:
+            for item in tasks:
+                yield function(item, shared)
+            return
+        assert self.pool is not None, "run() starts the worker pool"
+        yield from self.pool.map(function, tasks, [shared] * len(tasks))
+        # Arrow keeps freed buffers for reuse; hand them back between stages so the
+        # parent's footprint stays that of one partition's results.
+        pa.default_memory_pool().release_unused()
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    def _summary(self, outputs: _Outputs) -> dict[str, Any]:
+        by_entity: dict[str, dict[str, int]] = {}
+        for (entity, outcome), count in sorted(outputs.counts["lineage"].items()):
+            by_entity.setdefault(entity, {})[outcome] = count
+        return {
+            "rows": dict(sorted(outputs.rows.items())),
+            "exceptions_by_reason": {
+                code: count for (code,), count in sorted(outputs.counts["exceptions"].items())
+            },
+            "outcomes": by_entity,
+            "totals": _money_totals(self.totals),
+            "coverage": self.coverage,
+        }
+
+
+def _money_totals(parts: list[pd.DataFrame]) -> list[MoneyTotals]:
+    frames = [p for p in parts if len(p)]
+    if not frames:
+        return []
+    summed = pd.concat(frames).groupby("currency")[list(TOTAL_COLUMNS[1:])].sum()
+    out = []
+    for currency, row in summed.iterrows():
+        values = {str(k): int(v) for k, v in row.items()}
+        out.append(
+            MoneyTotals(
+                currency=str(currency),
+                accounts=values["accounts"],
+                legacy_balance_minor=values["legacy_balance_minor"],
+                withheld_balances=values["withheld_balances"],
+                held_balance_minor=values["held_balance_minor"],
+                target_net_minor=values["main_minor"]
+                + values["bonus_money_minor"]
+                + values["pending_minor"]
+                - values["debt_minor"],
+                explained_minor=values["pending_minor"]
+                + values["write_off_minor"]
+                + values["bonus_money_minor"],
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class _ScatterTask:
+    """One snapshot file to partition by ``key`` (account_no, or msisdn by its E.164 form)."""
+
+    source: Path
+    work: Path
+    entity: str
+    columns: tuple[str, ...] | None
+    key: str
+
+
+def _scatter(task: _ScatterTask, partitions: int) -> list[Path]:
+    """Partition one snapshot file into ``partitions`` files; returns their paths."""
+    full = pq.read_schema(task.source)
+    schema = pa.schema([full.field(c) for c in task.columns]) if task.columns else full
+    parquet = pq.ParquetFile(task.source)
+    with Scatter(task.work, task.entity, schema, partitions) as scatter:
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=task.columns):
+            table = pa.Table.from_batches([batch], schema=schema)
+            key = table.column(task.key)
+            if task.key == "msisdn":
+                key = msisdn_partition_keys(key)
+            scatter.write(table, partition_of(key, partitions))
+    return scatter.paths
+
+
+def _party_partition(
+    path: Path, shared: tuple[str, str]
+) -> tuple[pa.Table, pd.DataFrame, pa.Table, pd.DataFrame]:
+    """Stage 1 worker: one national-ID partition of clients."""
+    namespace, run_id = shared
+    parties = map_parties(read_partition(path).to_pandas(), namespace)
+    path.unlink()
+    return (
+        to_table(parties.party.assign(run_id=run_id), _OUTPUT_SCHEMAS["party"]),
+        parties.exceptions,
+        to_table(parties.lineage.assign(run_id=run_id), _OUTPUT_SCHEMAS["lineage"]),
+        parties.merges,
+    )
+
+
+def _link_partition(
+    paths: tuple[Path, Path], policy: MapPolicy
+) -> tuple[pa.Table, pa.Table, pd.DataFrame, pd.DataFrame]:
+    """Stage 2 worker: one number partition's lines and subscriptions."""
+    lines = read_partition(paths[0]).to_pandas()
+    subs = read_partition(paths[1]).to_pandas()
+    for path in paths:
+        path.unlink()
+    linked = link_lines(lines, subs, policy)
+    return (
+        to_table(linked.lines, LINKED_LINES_SCHEMA),
+        to_table(linked.subscriptions, LINKED_SUBSCRIPTIONS_SCHEMA),
+        linked.exceptions,
+        linked.lineage,
+    )
+
+
+def _map_partition(paths: dict[str, Path], shared: tuple[BucketContext, str]) -> dict[str, Any]:
+    """Stage 3 worker: one account partition, target tables already in their Arrow form."""
+    context, run_id = shared
+    frames = {entity: read_partition(path).to_pandas() for entity, path in paths.items()}
+    result: dict[str, Any] = dict(map_bucket(frames, context))
+    for name in [*TARGET_SCHEMAS, "lineage"]:
+        if name in result:
+            table = result[name].assign(run_id=run_id)
+            result[name] = to_table(table, _OUTPUT_SCHEMAS[name])
+    result["accounts"] = len(frames["accounts"])
+    for path in paths.values():
+        path.unlink()
+    return result
+
+
+def _write_manifest(job: _MapJob, summary: dict[str, Any]) -> str:
+    outputs = {
+        path.name: {"sha256": sha256_file(path)}
+        for path in sorted(job.out_dir.iterdir())
+        if path.is_file()
+    }
+    for name, rows in summary["rows"].items():
+        outputs[f"{name}.parquet"]["rows"] = rows
+    document = {
+        "format": MAPPED_FORMAT,
+        "tool_version": __version__,
+        "workspace": git_state(job.config.root),
+        "config_sha256": job.config.sha256,
+        "snapshot_manifest_sha256": job.snapshot.manifest_sha256,
+        "tariffs_sha256": job.tariffs.sha256,
+        "dispositions_sha256": job.dispositions.sha256,
+        "policy": {
+            "namespace": job.policy.namespace,
+            "cutoff": job.policy.cutoff.isoformat(),
+            "write_off_below_minor": job.policy.write_off_below_minor,
+            "debt_threshold_minor": job.policy.debt_threshold_minor,
+            "small_debt": job.policy.small_debt,
+            "unconsented": job.policy.unconsented,
+            "roaming_lookback_days": job.policy.roaming_lookback_days,
+        },
+        "partitions": job.partitions,
+        "outputs": outputs,
+        "exceptions_by_reason": summary["exceptions_by_reason"],
+        "outcomes": summary["outcomes"],
+        "totals": [asdict(t) | {"difference_minor": t.difference_minor} for t in summary["totals"]],
+        "coverage": summary["coverage"],
+    }
+    path = job.out_dir / "manifest.json"
+    path.write_text(canonical_json(document) + "\n", encoding="utf-8")
+    return sha256_file(path)

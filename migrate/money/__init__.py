@@ -1,0 +1,1 @@
+"""Money as integer minor units: exact reading of legacy amounts, proration, rounding."""

@@ -1,0 +1,233 @@
+"""``billmig cutover --run ID``: the go/no-go gate (SPEC §9).
+
+Every criterion is printed with its evidence; the gate opens only when all hold:
+
+* validation PASS, and the run's phases are current (the run ledger refuses a stale run);
+* the sign-off pack verifies (no artifact changed since it was built);
+* no blocking exception without a disposition (the run's exceptions and the freeze breaches
+  ``billmig window breaches`` recorded for it);
+* every required role (``[signoff] roles``) approved the pack's *current* manifest hash, and its
+  latest decision is not a rejection;
+* the post-snapshot delta is replayed and reconciled (``runs/<run>/delta.json``, written by
+  ``billmig delta``), and the restricted-services window is open (``runs/window.json``) —
+  each checked once its record exists; without one the evidence says so.
+
+On success the cutover is recorded in the ledger and ``runs/<run>/cutover.json``, and the
+target marks the run ``cut_over``: from then on ``rollback`` needs ``--force``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from migrate.core.config import Config
+from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK
+from migrate.core.ledger import run_phase
+from migrate.core.manifest import write_json
+from migrate.core.rendering import TableData
+from migrate.load.run import mark_cut_over
+from migrate.mapping.dispositions import load_dispositions
+from validate.pack import manifest_hash, read_signoffs, verify_pack
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One go/no-go criterion."""
+
+    name: str
+    passed: bool
+    evidence: str
+
+
+@dataclass(frozen=True)
+class CutoverResult:
+    """The gate's decision."""
+
+    run_id: str
+    checks: tuple[GateCheck, ...]
+    manifest_sha256: str | None
+
+    @property
+    def go(self) -> bool:
+        """Every criterion holds."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 go, 1 no-go."""
+        return EXIT_OK if self.go else EXIT_CHECKS_FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run_id,
+            "decision": "GO" if self.go else "NO-GO",
+            "manifest_sha256": self.manifest_sha256,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+    def tables(self) -> list[TableData]:
+        """Every criterion with its evidence."""
+        decision = "GO: cutover recorded" if self.go else "NO-GO: nothing recorded"
+        return [
+            TableData(
+                title=f"cutover gate for {self.run_id}: {decision}",
+                headers=("criterion", "result", "evidence"),
+                rows=[(c.name, "pass" if c.passed else "FAIL", c.evidence) for c in self.checks],
+            )
+        ]
+
+
+def run_cutover(config: Config, *, run_id: str) -> CutoverResult:
+    """Check every criterion; on GO record the cutover (ledger, cutover.json, target status).
+
+    Raises:
+        InputError: the run's phases have not all run, or are stale (the run ledger).
+    """
+    return run_phase(config, "cutover", run_id, lambda: _gate(config, run_id))
+
+
+def _gate(config: Config, run_id: str) -> CutoverResult:
+    run_dir = config.runs_path / run_id
+    current = manifest_hash(run_dir)
+    checks = (
+        _verdict(run_dir),
+        _pack(run_dir),
+        _blocking(config, run_dir),
+        *_signoffs(config, run_dir, current),
+        _delta(run_dir),
+        _window(config.runs_path),
+    )
+    result = CutoverResult(run_id, checks, current)
+    if result.go:
+        mark_cut_over(config, run_id)
+        write_json(
+            run_dir / "cutover.json",
+            {**result.to_dict(), "at": datetime.now(UTC).isoformat(timespec="seconds")},
+        )
+    return result
+
+
+def _verdict(run_dir: Path) -> GateCheck:
+    verdict = json.loads((run_dir / "validation" / "verdict.json").read_text(encoding="utf-8"))
+    failed = [c["name"] for c in verdict["criteria"] if not c["passed"]]
+    return GateCheck(
+        "validation PASS",
+        verdict["verdict"] == "PASS",
+        "PASS" if not failed else "FAIL: " + "; ".join(failed),
+    )
+
+
+def _pack(run_dir: Path) -> GateCheck:
+    found = verify_pack(run_dir)
+    named = [*found.changed, *found.missing, *found.added, *found.problems]
+    return GateCheck(
+        "sign-off pack intact",
+        found.intact,
+        f"{found.checked} files match the manifest" if found.intact else "; ".join(named[:5]),
+    )
+
+
+def _blocking(config: Config, run_dir: Path) -> GateCheck:
+    exceptions = pq.read_table(
+        run_dir / "mapped" / "exceptions.parquet",
+        columns=["reason_code", "severity", "disposition"],
+    )
+    open_blocks = exceptions.filter(
+        pc.and_(pc.equal(exceptions["severity"], "block"), pc.is_null(exceptions["disposition"]))
+    )
+    found: dict[str, int] = {
+        str(v["values"]): int(v["counts"])
+        for v in pc.value_counts(open_blocks["reason_code"]).to_pylist()
+    }
+    breaches = _open_breaches(config, run_dir)
+    if breaches:
+        found["FREEZE_BREACH"] = found.get("FREEZE_BREACH", 0) + breaches
+    counts = sorted(found.items())
+    return GateCheck(
+        "no blocking exception without a disposition",
+        not counts,
+        "none"
+        if not counts
+        else ", ".join(f"{code} {n}" for code, n in counts)
+        + " (decide them in mappings/dispositions.csv, then rerun from map)",
+    )
+
+
+def _open_breaches(config: Config, run_dir: Path) -> int:
+    """Freeze breaches found for the run that no disposition covers."""
+    path = run_dir / "freeze_breaches.csv"
+    if not path.is_file():
+        return 0
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = pd.DataFrame(list(csv.DictReader(handle)))
+    if rows.empty:
+        return 0
+    decided = load_dispositions(config.resolve(config.map.dispositions)).apply(rows)
+    return int(decided["disposition"].isna().sum())
+
+
+def _signoffs(config: Config, run_dir: Path, current: str) -> list[GateCheck]:
+    decisions, problems = read_signoffs(run_dir)
+    checks = []
+    for role in config.signoff.roles:
+        mine = [d for d in decisions if d.role == role]
+        for_now = [d for d in mine if d.manifest_sha256 == current]
+        if problems:
+            passed, evidence = False, "; ".join(problems)
+        elif for_now and for_now[-1].decision == "approve":
+            passed, evidence = True, f"approved by {for_now[-1].name} at {for_now[-1].at}"
+        elif for_now:
+            passed, evidence = False, f"rejected by {for_now[-1].name}: {for_now[-1].comment}"
+        elif mine:
+            passed, evidence = False, "decided on an older pack only (manifest "
+            evidence += f"{mine[-1].manifest_sha256[:16]}…); sign the current one"
+        else:
+            passed, evidence = False, "no decision recorded"
+        checks.append(GateCheck(f"{role} approved manifest {current[:16]}…", passed, evidence))
+    return checks
+
+
+def _recorded(
+    name: str, path: Path, absent: str, judge: Callable[[dict[str, Any]], tuple[bool, str]]
+) -> GateCheck:
+    """A criterion that binds once its phase has left a record, and says so until then."""
+    if not path.exists():
+        return GateCheck(name, True, absent)
+    passed, evidence = judge(json.loads(path.read_text(encoding="utf-8")))
+    return GateCheck(name, passed, evidence)
+
+
+def _delta(run_dir: Path) -> GateCheck:
+    return _recorded(
+        "delta replayed and reconciled",
+        run_dir / "delta.json",
+        "no post-snapshot delta recorded for this run (billmig delta has not run)",
+        lambda d: (
+            bool(d.get("reconciled")),
+            f"{d.get('events', 0)} event(s) replayed; reconciled: {d.get('reconciled')}",
+        ),
+    )
+
+
+def _window(runs_path: Path) -> GateCheck:
+    return _recorded(
+        "restricted-services window open",
+        runs_path / "window.json",
+        "no window recorded (billmig window open has not run)",
+        lambda w: (
+            w.get("state") == "open",
+            f"window {w.get('state')}: opened {w.get('opened_at')}"
+            + (f", closed {w['closed_at']}" if w.get("closed_at") else ""),
+        ),
+    )
