@@ -63,7 +63,7 @@ def run_engine(engine: str, accounts: int, work: Path) -> dict[str, object]:
              "--manifest", str(work / "planted.json"), "--replace"],
             env,
         )  # fmt: skip
-        extract = measure([str(BILLMIG), "--quiet", "extract", "--run-id", engine], env)
+        extract = measure([str(BILLMIG), "--quiet", "extract", "--run", engine], env)
         manifest = json.loads((work / "runs" / engine / "snapshot" / "manifest.json").read_text())
         rows = sum(e["rows"] + e["rows_after_cutoff"] for e in manifest["entities"].values())
         extract["rows"] = rows

@@ -55,7 +55,7 @@ def main() -> None:
             # a work directory from before the run ledger: extract again so map may follow it
             shutil.rmtree(work / "runs", ignore_errors=True)
             subprocess.run(
-                [str(BILLMIG), "--quiet", "extract", "--run-id", "bench"],
+                [str(BILLMIG), "--quiet", "extract", "--run", "bench"],
                 env=env,
                 cwd=ROOT,
                 check=True,

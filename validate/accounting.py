@@ -10,15 +10,16 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import duckdb
 import sqlalchemy as sa
 
+from migrate.core.artifacts import DeltaRecord, MappedManifest, SnapshotManifest
+from migrate.core.runs import RunDir
 from migrate.core.target_schema import METADATA, TARGET_TABLES
+from validate.artifacts import ControlTotals
 from validate.workbench import parquet
 
 BA = METADATA.tables["billing_account"]
@@ -52,12 +53,10 @@ class Accounting:
         return found
 
 
-def account_rows(
-    conn: sa.Connection, duck: duckdb.DuckDBPyConnection, run_dir: Path, run_id: str
-) -> Accounting:
+def account_rows(conn: sa.Connection, duck: duckdb.DuckDBPyConnection, run: RunDir) -> Accounting:
     """Count legacy rows through lineage (by DuckDB, out of core) and target rows per table."""
-    snapshot = json.loads((run_dir / "snapshot" / "manifest.json").read_text(encoding="utf-8"))
-    lineage = parquet(run_dir / "mapped" / "lineage.parquet")
+    snapshot = SnapshotManifest.read(run.snapshot.manifest)
+    lineage = parquet(run.mapped.lineage)
     outcomes: dict[str, dict[str, int]] = {}
     for entity, outcome, rows in duck.execute(
         f"SELECT entity, outcome, count(*) FROM {lineage} GROUP BY ALL ORDER BY ALL"
@@ -70,44 +69,51 @@ def account_rows(
         ).fetchall()
     )
     entities: dict[str, dict[str, int]] = {}
-    for name, doc in snapshot["entities"].items():
+    for name, entity in snapshot.entities.items():
         counted = outcomes.get(name, {})
         entities[name] = {
-            "snapshot": int(doc["rows"]),
+            "snapshot": entity.rows,
             "lineage": sum(counted.values()),
             "duplicate_keys": int(twice.get(name, 0)),
             **counted,
         }
-    mapped = json.loads((run_dir / "mapped" / "manifest.json").read_text(encoding="utf-8"))
-    delta_file = run_dir / "delta.json"
-    delta = json.loads(delta_file.read_text(encoding="utf-8")) if delta_file.is_file() else {}
+    mapped = MappedManifest.read(run.mapped.manifest)
+    delta = DeltaRecord.read_if_present(run.delta_record)
     tables = {}
     for table in TARGET_TABLES:
-        held = sa.select(sa.func.count()).select_from(table).where(table.c.run_id == run_id)
-        replayed = int(delta.get("rows_created", {}).get(table.name, 0)) - int(
-            delta.get("rows_removed", {}).get(table.name, 0)
-        )
+        held = sa.select(sa.func.count()).select_from(table).where(table.c.run_id == run.run_id)
+        replayed = delta.replayed_rows(table.name) if delta else 0
         tables[table.name] = {
-            "mapped": int(mapped["outputs"][f"{table.name}.parquet"]["rows"]) + replayed,
+            "mapped": mapped.table_rows(table.name) + replayed,
             "target": int(conn.execute(held).scalar_one()),
         }
     return Accounting(entities, tables)
 
 
-def control_totals(conn: sa.Connection, run_dir: Path) -> dict[str, Any]:
-    """Legacy (as the legacy database summed it at extract) against target (summed now)."""
-    snapshot = json.loads((run_dir / "snapshot" / "manifest.json").read_text(encoding="utf-8"))
-    legacy: dict[tuple[str, str, str], int] = {}
-    for group in snapshot["entities"]["accounts"]["source_totals"]:
+def control_totals(conn: sa.Connection, run: RunDir) -> ControlTotals:
+    """Legacy (as the legacy database summed it at extract) against target (summed now).
+
+    Both sides are the run's own: the snapshot's accounts (its wave) and the target rows the
+    run loaded, so a second wave's totals never count the first wave's accounts. The balance
+    distribution is the reconciliation's (validate fills it in afterwards).
+    """
+    snapshot = SnapshotManifest.read(run.snapshot.manifest)
+    legacy: dict[tuple[str | None, str, str | None], int] = {}
+    for group in snapshot.entities["accounts"].source_totals:
         rating = "prepaid" if group["payment_type"] == "advance" else "postpaid"
-        key = (group["brand"], rating, group["status"])
-        legacy[key] = legacy.get(key, 0) + int(group["rows"])
+        brand, status = group["brand"], group["status"]
+        key = (
+            None if brand is None else str(brand),
+            rating,
+            None if status is None else str(status),
+        )
+        legacy[key] = legacy.get(key, 0) + int(group["rows"] or 0)
     target = {
         (brand, rating, state): int(count)
         for brand, rating, state, count in conn.execute(
-            sa.select(BA.c.brand, BA.c.rating_type, BA.c.state, sa.func.count()).group_by(
-                BA.c.brand, BA.c.rating_type, BA.c.state
-            )
+            sa.select(BA.c.brand, BA.c.rating_type, BA.c.state, sa.func.count())
+            .where(BA.c.run_id == run.run_id)
+            .group_by(BA.c.brand, BA.c.rating_type, BA.c.state)
         ).all()
     }
     accounts = [
@@ -120,13 +126,14 @@ def control_totals(conn: sa.Connection, run_dir: Path) -> dict[str, Any]:
             "left_out": legacy.get((brand, rating, state), 0)
             - target.get((brand, rating, state), 0),
         }
-        for brand, rating, state in sorted(set(legacy) | set(target))
+        for brand, rating, state in sorted(set(legacy) | set(target), key=_nulls_first)
     ]
     debts = conn.execute(
         sa.select(DEBT.c.currency, DEBT.c.origin, sa.func.count(), sa.func.sum(DEBT.c.amount_minor))
+        .where(DEBT.c.run_id == run.run_id)
         .group_by(DEBT.c.currency, DEBT.c.origin)
     ).all()  # fmt: skip
-    live = PRODUCT.c.status.in_(("active", "suspended"))
+    live = PRODUCT.c.status.in_(("active", "suspended")) & (PRODUCT.c.run_id == run.run_id)
     fees = conn.execute(
         sa.select(OFFERING.c.currency, OFFERING.c.name, sa.func.count(),
                   sa.func.sum(OFFERING.c.monthly_fee_minor))
@@ -134,14 +141,20 @@ def control_totals(conn: sa.Connection, run_dir: Path) -> dict[str, Any]:
         .where(live)
         .group_by(OFFERING.c.currency, OFFERING.c.name)
     ).all()  # fmt: skip
-    return {
-        "accounts_by_brand_rating_state": accounts,
-        "debts_by_origin": [
+    return ControlTotals(
+        accounts_by_brand_rating_state=tuple(accounts),
+        debts_by_origin=tuple(
             {"currency": c, "origin": o, "items": int(n), "amount_minor": int(s or 0)}
-            for c, o, n, s in sorted(debts)
-        ],
-        "live_products_by_offering": [
+            for c, o, n, s in sorted(debts, key=_nulls_first)
+        ),
+        live_products_by_offering=tuple(
             {"currency": c, "offering": name, "products": int(n), "monthly_fees_minor": int(s or 0)}
-            for c, name, n, s in sorted(fees)
-        ],
-    }
+            for c, name, n, s in sorted(fees, key=_nulls_first)
+        ),
+        balance_distribution=(),
+    )
+
+
+def _nulls_first(row: Sequence[object]) -> tuple[tuple[bool, str], ...]:
+    """Sort key for grouped rows whose labels may be NULL (a legacy brand left empty)."""
+    return tuple((value is not None, "" if value is None else str(value)) for value in row)

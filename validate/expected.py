@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from migrate.core.runs import RunDir, SnapshotFolder
 from validate.workbench import parquet, rows, store
 
 FIELDS = (
@@ -41,8 +42,7 @@ account with delta events only their net is predicted, snapshot net + Σ delta."
 
 def derive_expected(
     duck: duckdb.DuckDBPyConnection,
-    snapshot: Path,
-    mapped: Path,
+    run: RunDir,
     cutoff: pd.Timestamp,
     dispositions: Path,
 ) -> None:
@@ -51,8 +51,9 @@ def derive_expected(
     A replayed delta (``<run>/delta/events.parquet``: the post-snapshot events as legacy has
     them) moves each account's expected net by the sum of its events.
     """
+    snapshot, mapped = run.snapshot, run.mapped
     store(duck, "blocked", _blocked(duck, snapshot, dispositions))
-    events = snapshot.parent / "delta" / "events.parquet"
+    events = run.delta.events
     delta = (
         f"SELECT account_no, sum(CASE WHEN entity = 'payments' THEN amount_minor "
         f"ELSE -amount_minor END) AS amount FROM {parquet(events)} GROUP BY account_no"
@@ -62,23 +63,25 @@ def derive_expected(
     duck.execute(
         _EXPECTED.format(
             delta=delta,
-            accounts=parquet(snapshot / "accounts.parquet"),
-            payments=parquet(snapshot / "payments.parquet"),
-            bonuses=parquet(snapshot / "bonuses.parquet"),
-            clients=parquet(snapshot / "clients.parquet"),
-            products=parquet(mapped / "product.parquet"),
-            mapped_accounts=parquet(mapped / "billing_account.parquet"),
+            accounts=parquet(snapshot.entity("accounts")),
+            payments=parquet(snapshot.entity("payments")),
+            bonuses=parquet(snapshot.entity("bonuses")),
+            clients=parquet(snapshot.entity("clients")),
+            products=parquet(mapped.table("product")),
+            mapped_accounts=parquet(mapped.table("billing_account")),
         ),
         [cutoff.to_pydatetime()],
     )
 
 
-def _blocked(duck: duckdb.DuckDBPyConnection, snapshot: Path, dispositions: Path) -> pa.Table:
+def _blocked(
+    duck: duckdb.DuckDBPyConnection, snapshot: SnapshotFolder, dispositions: Path
+) -> pa.Table:
     """Accounts the extractor withheld or a disposition excluded, and why."""
     withheld = rows(
         duck,
         "SELECT legacy_key AS account_no, min(reason_code) AS why "
-        f"FROM {parquet(snapshot / 'exceptions.parquet')} "
+        f"FROM {parquet(snapshot.exceptions)} "
         "WHERE entity = 'accounts' AND severity = 'block' GROUP BY legacy_key",
     )
     accounts, reasons = withheld["account_no"].to_pylist(), withheld["why"].to_pylist()

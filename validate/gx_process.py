@@ -13,9 +13,9 @@ import multiprocessing
 import signal
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 from migrate.core.errors import BillmigError, TargetError
+from migrate.core.runs import SnapshotFolder, ValidationFolder
 from validate.findings import Finding
 
 
@@ -32,7 +32,7 @@ class SuiteResults:
 class Suites:
     """The target and snapshot suites, running in a spawned process of their own."""
 
-    def __init__(self, url: str, snapshot: Path) -> None:
+    def __init__(self, url: str, snapshot: SnapshotFolder) -> None:
         context = multiprocessing.get_context("spawn")
         self._results, sender = context.Pipe(duplex=False)
         self._process = context.Process(
@@ -41,7 +41,7 @@ class Suites:
         self._process.start()
         sender.close()
 
-    def finish(self, out: Path) -> list[Finding]:
+    def finish(self, out: ValidationFolder) -> list[Finding]:
         """Wait for the suites, keep both results in ``out/gx/``, return the target's findings.
 
         Raises:
@@ -58,13 +58,9 @@ class Suites:
             self._process.join()
         if results.error is not None:
             raise TargetError(results.error, hint=results.hint)
-        folder = out / "gx"
-        folder.mkdir(exist_ok=True)
-        for name, findings in (
-            ("target.json", results.target),
-            ("snapshot.json", results.snapshot),
-        ):
-            (folder / name).write_text(
+        out.gx.mkdir(exist_ok=True)
+        for name, findings in (("target", results.target), ("snapshot", results.snapshot)):
+            out.gx_suite(name).write_text(
                 json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False) + "\n",
                 encoding="utf-8",
             )
@@ -78,14 +74,14 @@ class Suites:
         self._results.close()
 
 
-def _serve(sender: Connection, url: str, snapshot: Path) -> None:
+def _serve(sender: Connection, url: str, snapshot: SnapshotFolder) -> None:
     # Ctrl-C is the parent's to handle: it stops this process (no second traceback from here).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sender.send(_run_suites(url, snapshot))
     sender.close()
 
 
-def _run_suites(url: str, snapshot: Path) -> SuiteResults:
+def _run_suites(url: str, snapshot: SnapshotFolder) -> SuiteResults:
     from migrate.core.db import normalise_url, translate_errors
     from validate.gx_suites import run_snapshot_suites, run_target_suites
 

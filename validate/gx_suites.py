@@ -17,7 +17,6 @@ key exactly once), which a duplicated key would break.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
+from migrate.core.runs import SnapshotFolder
 from validate.findings import Finding
 
 CURRENCIES = sorted(CURRENCY_EXPONENTS)
@@ -163,7 +163,7 @@ def run_target_suites(url: str) -> list[Finding]:
     return findings
 
 
-def run_snapshot_suites(snapshot: Path, batch_rows: int = 250_000) -> list[Finding]:
+def run_snapshot_suites(snapshot: SnapshotFolder, batch_rows: int = 250_000) -> list[Finding]:
     """Data-quality suites on the snapshot, before mapping, batch by batch.
 
     A finding holds for the file when it holds for every batch; unexpected rows add up.
@@ -178,7 +178,7 @@ def run_snapshot_suites(snapshot: Path, batch_rows: int = 250_000) -> list[Findi
         for expectation in expectations:
             suite.add_expectation(expectation)
         per_batch = []
-        parquet = pq.ParquetFile(snapshot / f"{entity}.parquet")
+        parquet = pq.ParquetFile(snapshot.entity(entity))
         for rows in parquet.iter_batches(batch_size=batch_rows, columns=columns):
             batch = definition.get_batch(batch_parameters={"dataframe": rows.to_pandas()})
             per_batch.append(

@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
+from migrate.core.artifacts import Artifact
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
-from migrate.core.manifest import canonical_json, git_state, sha256_file, write_json
+from migrate.core.manifest import canonical_json, git_state, sha256_file
 from migrate.core.rendering import TableData
+from migrate.core.runs import PACKED_FOLDERS, RunDir
 
-MANIFEST_FORMAT = "billmig-signoff/1"
-PACK_DIR = "signoff"
-MANIFEST = "manifest.json"
-SIGNOFFS = "signoffs.jsonl"
-COVERED = ("snapshot", "mapped", "delta", "validation", "compensation", PACK_DIR)
-"""Folders of a run whose every file the manifest lists (besides the run's top-level files)."""
-NOT_ARTIFACTS = {f"{PACK_DIR}/{MANIFEST}", f"{PACK_DIR}/{SIGNOFFS}"}
 DECISIONS = ("approve", "reject")
 
 
@@ -45,71 +41,124 @@ def tool_version() -> str:
         return "unknown"
 
 
-def artifacts(run_dir: Path) -> dict[str, str]:
-    """Every artifact of the run: relative path → SHA-256."""
+def artifacts(run: RunDir) -> dict[str, str]:
+    """Every artifact of the run: relative path → SHA-256.
+
+    Not the pack's own manifest and sign-offs: they are about the artifacts.
+    """
     found: dict[str, str] = {}
-    for path in sorted(run_dir.iterdir()):
+    for path in sorted(run.path.iterdir()):
         if path.is_file() and not path.name.startswith("."):
             found[path.name] = sha256_file(path)
-    for folder in COVERED:
-        if not (run_dir / folder).is_dir():
+    about = {run.signoff.manifest, run.signoff.signoffs}
+    for folder in PACKED_FOLDERS:
+        if not (run.path / folder).is_dir():
             continue
-        for path in sorted((run_dir / folder).rglob("*")):
-            name = path.relative_to(run_dir).as_posix()
-            if path.is_file() and name not in NOT_ARTIFACTS:
-                found[name] = sha256_file(path)
+        for path in sorted((run.path / folder).rglob("*")):
+            if path.is_file() and path not in about:
+                found[run.relative(path)] = sha256_file(path)
     return found
+
+
+@dataclass(frozen=True)
+class ToolRef:
+    """The tool that built the pack."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class PackWorkspace:
+    """The workspace the pack was built in: git state, configuration and mapping files."""
+
+    commit: str | None
+    dirty: bool | None
+    config_sha256: str | None
+    mappings: Mapping[str, str]
+    """Workspace-relative path → SHA-256 of each mapping, profile or rule file used."""
+
+
+@dataclass(frozen=True)
+class PreviousManifest:
+    """The manifest of the phase before, chained in (validate's, which names map's …)."""
+
+    phase: str
+    manifest: str
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackManifest(Artifact):
+    """``signoff/manifest.json``: every artifact's hash, and the manifest's own hash."""
+
+    NAME: ClassVar[str] = "signoff"
+    WRITER: ClassVar[str] = "billmig report --run RUN"
+
+    run_id: str
+    created_at: str
+    operator: str
+    masked: bool
+    tool: ToolRef
+    workspace: PackWorkspace
+    previous: PreviousManifest | None
+    artifacts: Mapping[str, str]
+    """Run-relative path → SHA-256."""
+    manifest_sha256: str = ""
+    """SHA-256 of this manifest's canonical JSON without this field."""
+
+    def self_hash(self) -> str:
+        """The hash this manifest should carry."""
+        body = {k: v for k, v in self.to_dict().items() if k != "manifest_sha256"}
+        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def write_manifest(
     config: Config,
-    run_dir: Path,
+    run: RunDir,
     *,
     masked: bool,
     operator: str,
-    previous: tuple[str, str] | None = ("validate", "validation/manifest.json"),
+    previous: tuple[str, Path] | Literal["validate"] | None = "validate",
     rules: Path | None = None,
 ) -> tuple[Path, str]:
-    """Write the pack's manifest; returns its path and its hash.
+    """Write the pack's manifest into ``run``'s ``signoff/``; returns its path and its hash.
 
-    ``previous`` is the phase and manifest (relative to the run) chained in; ``rules`` a
+    ``previous`` is the phase and manifest chained in (by default validate's); ``rules`` a
     compensation rule file the pack was computed from.
     """
+    if previous == "validate":
+        previous = ("validate", run.validation.manifest)
     mappings = [config.resolve(config.map.tariffs), config.resolve(config.map.dispositions)]
     if rules is not None:
         mappings.append(rules)
     if config.source.profile:
         mappings.append(config.resolve(config.source.profile))
-    document: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "run_id": run_dir.name,
-        "created_at": datetime.now(UTC).isoformat(),
-        "operator": operator,
-        "masked": masked,
-        "tool": {"name": "billmig", "version": tool_version()},
-        "workspace": {
-            **git_state(config.root),
-            "config_sha256": config.sha256 or None,
-            "mappings": {
+    git = git_state(config.root)
+    unsigned = PackManifest(
+        run_id=run.run_id,
+        created_at=datetime.now(UTC).isoformat(),
+        operator=operator,
+        masked=masked,
+        tool=ToolRef("billmig", tool_version()),
+        workspace=PackWorkspace(
+            commit=git.commit,
+            dirty=git.dirty,
+            config_sha256=config.sha256 or None,
+            mappings={
                 _relative(path, config.root): sha256_file(path)
                 for path in mappings
                 if path.is_file()
             },
-        },
-        "previous": None
+        ),
+        previous=None
         if previous is None
-        else {
-            "phase": previous[0],
-            "manifest": previous[1],
-            "sha256": sha256_file(run_dir / previous[1]),
-        },
-        "artifacts": artifacts(run_dir),
-    }
-    document["manifest_sha256"] = _self_hash(document)
-    path = run_dir / PACK_DIR / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, document)
-    return path, document["manifest_sha256"]
+        else PreviousManifest(previous[0], run.relative(previous[1]), sha256_file(previous[1])),
+        artifacts=artifacts(run),
+    )
+    manifest = replace(unsigned, manifest_sha256=unsigned.self_hash())
+    manifest.write(run.signoff.manifest)
+    return run.signoff.manifest, manifest.manifest_sha256
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -119,21 +168,16 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _self_hash(document: dict[str, Any]) -> str:
-    body = {k: v for k, v in document.items() if k != "manifest_sha256"}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
-
-
-def manifest_hash(run_dir: Path) -> str:
+def manifest_hash(run: RunDir) -> str:
     """The current pack's manifest hash (what a sign-off binds to).
 
     Raises:
         InputError: the run has no sign-off pack.
     """
-    path = run_dir / PACK_DIR / MANIFEST
+    path = run.signoff.manifest
     if not path.is_file():
-        raise InputError(f"run {run_dir.name} has no sign-off pack", hint="run billmig report")
-    return str(json.loads(path.read_text(encoding="utf-8"))["manifest_sha256"])
+        raise InputError(f"run {run.run_id} has no sign-off pack", hint="run billmig report")
+    return PackManifest.read(path).manifest_sha256
 
 
 @dataclass(frozen=True)
@@ -194,9 +238,9 @@ def record_signoff(
         raise InputError(f"decision must be approve or reject, not {decision!r}")
     if not name.strip():
         raise InputError("the signer's name is empty", hint="pass --name 'First Last'")
-    run_dir = config.runs_path / run_id
-    current = manifest_hash(run_dir)
-    path = run_dir / PACK_DIR / SIGNOFFS
+    run = RunDir.of(config, run_id)
+    current = manifest_hash(run)
+    path = run.signoff.signoffs
     lines = path.read_bytes().splitlines(keepends=True) if path.exists() else []
     previous = hashlib.sha256(lines[-1]).hexdigest() if lines else None
     record = Signoff(
@@ -217,9 +261,14 @@ def record_signoff(
     return record
 
 
-def read_signoffs(run_dir: Path) -> tuple[list[Signoff], list[str]]:
-    """The recorded decisions and what is wrong with the file (edited or removed lines)."""
-    path = run_dir / PACK_DIR / SIGNOFFS
+def read_signoffs(run: RunDir | Path) -> tuple[list[Signoff], list[str]]:
+    """The recorded decisions and what is wrong with the file (edited or removed lines).
+
+    ``run`` is a run's folder, or a folder holding a pack received by email.
+    """
+    run = run if isinstance(run, RunDir) else RunDir.at(run)
+    path = run.signoff.signoffs
+    name = run.relative(path)
     if not path.exists():
         return [], []
     found: list[Signoff] = []
@@ -230,12 +279,12 @@ def read_signoffs(run_dir: Path) -> tuple[list[Signoff], list[str]]:
             data = json.loads(raw)
             record = Signoff(**data)
         except (ValueError, TypeError):
-            problems.append(f"{PACK_DIR}/{SIGNOFFS} line {number} is not a sign-off record")
+            problems.append(f"{name} line {number} is not a sign-off record")
             previous = hashlib.sha256(raw).hexdigest()
             continue
         if record.previous_line_sha256 != previous:
             problems.append(
-                f"{PACK_DIR}/{SIGNOFFS} line {number - 1 or 1} was changed or removed "
+                f"{name} line {number - 1 or 1} was changed or removed "
                 f"(line {number} was chained to another)"
             )
         found.append(record)
@@ -326,48 +375,48 @@ class Verification:
         return out
 
 
-def verify_pack(run_dir: Path) -> Verification:
+def verify_pack(run: RunDir | Path) -> Verification:
     """Recompute every hash the manifest lists; name each changed, missing or added file.
 
-    ``run_dir`` may hold the whole run or the pack alone (``signoff/``, with or without
-    ``validation/``, as sent by email): then the snapshot and mapped files it does not carry
-    are listed as not received instead of missing.
+    ``run`` may be the whole run or a folder holding the pack alone (``signoff/``, with or
+    without ``validation/``, as sent by email): then the snapshot and mapped files it does not
+    carry are listed as not received instead of missing.
 
     Raises:
         InputError: no such run or no sign-off pack.
     """
-    path = run_dir / PACK_DIR / MANIFEST
+    run = run if isinstance(run, RunDir) else RunDir.at(run)
+    path = run.signoff.manifest
+    manifest_name = run.relative(path)
     if not path.is_file():
         raise InputError(
-            f"no sign-off pack at {run_dir / PACK_DIR}",
+            f"no sign-off pack at {run.signoff.path}",
             hint="check the run id (billmig verify RUN_ID) or run billmig report first",
         )
     problems: list[str] = []
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        listed: dict[str, str] = dict(document["artifacts"])
-        recorded = str(document["manifest_sha256"])
-    except (ValueError, KeyError, TypeError):
+        manifest = PackManifest.read(path)
+    except InputError:
         return Verification(
-            run_dir.name, None, 0, problems=(f"{PACK_DIR}/{MANIFEST} is unreadable or changed",)
+            run.run_id, None, 0, problems=(f"{manifest_name} is unreadable or changed",)
         )
-    if _self_hash(document) != recorded or canonical_json(document) != path.read_text(
-        encoding="utf-8"
-    ):
-        problems.append(f"{PACK_DIR}/{MANIFEST} was changed after it was written")
-    present = artifacts(run_dir)
-    received = {f for f in COVERED if (run_dir / f).is_dir()}
-    partial = not received & {"snapshot", "mapped"}  # the pack alone, e.g. sent by email
+    listed, recorded = dict(manifest.artifacts), manifest.manifest_sha256
+    written = path.read_text(encoding="utf-8")
+    if manifest.self_hash() != recorded or canonical_json(manifest.to_dict()) != written:
+        problems.append(f"{manifest_name} was changed after it was written")
+    present = artifacts(run)
+    received = {f for f in PACKED_FOLDERS if (run.path / f).is_dir()}
+    partial = not (run.snapshot.path.is_dir() or run.mapped.path.is_dir())  # e.g. by email
     not_received = tuple(
         n for n in listed if partial and n not in present and n.split("/")[0] not in received
     )
     changed = tuple(n for n in listed if n in present and present[n] != listed[n])
     missing = tuple(n for n in listed if n not in present and n not in not_received)
     added = tuple(n for n in present if n not in listed)
-    signoffs, signoff_problems = read_signoffs(run_dir)
+    signoffs, signoff_problems = read_signoffs(run)
     problems.extend(signoff_problems)
     return Verification(
-        run_id=run_dir.name,
+        run_id=run.run_id,
         manifest_sha256=recorded,
         checked=len(listed),
         changed=changed,

@@ -17,27 +17,12 @@ The result lists every account that breaks an invariant and the fields that diff
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from validate.artifacts import Reconciliation
 from validate.expected import FIELDS, SPLIT_BY_DELTA
-
-DIFFERENCE_COLUMNS = ("legacy_account_no", "field", "expected", "actual")
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    """What the per-account comparison found."""
-
-    accounts: int
-    """Accounts compared: every snapshot account and every account number the target holds."""
-    differing_accounts: int
-    differences: int
-    """(account, field) pairs that differ."""
-    left_out: int
-    """Snapshot accounts that stay out of the target with a reason."""
 
 
 def reconcile(duck: duckdb.DuckDBPyConnection, differences_csv: Path) -> Reconciliation:
@@ -54,7 +39,12 @@ def reconcile(duck: duckdb.DuckDBPyConnection, differences_csv: Path) -> Reconci
         "(SELECT count(*) FROM differences), "
         "(SELECT count(*) FROM expected WHERE left_out_because IS NOT NULL)"
     ).fetchone() or (0, 0, 0, 0)
-    return Reconciliation(int(accounts), int(differing), int(pairs), int(left_out))
+    return Reconciliation(
+        accounts=int(accounts),
+        differing_accounts=int(differing),
+        differences=int(pairs),
+        left_out=int(left_out),
+    )
 
 
 def _differences_sql() -> str:
@@ -90,7 +80,7 @@ BANDS_MAJOR = (0, 1_000, 5_000, 20_000)
 
 def balance_distribution(
     duck: duckdb.DuckDBPyConnection, exponent: int = 2
-) -> list[dict[str, object]]:
+) -> list[dict[str, str | int | None]]:
     """Accounts per balance band: the legacy balance against the target's main − carried debt.
 
     Per currency; bands in major units assuming ``exponent`` decimals (2 for every currency
@@ -112,7 +102,7 @@ def balance_distribution(
         "UNION ALL SELECT 'target', currency, main_minor - (debt_minor - write_off_minor) "
         "FROM actual) GROUP BY ALL ORDER BY ALL"
     ).fetchall()
-    rows: dict[tuple[str, int], dict[str, object]] = {}
+    rows: dict[tuple[str, int], dict[str, str | int | None]] = {}
     for side, currency, band, count in found:
         entry = rows.setdefault(
             (str(currency), int(band)),

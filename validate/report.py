@@ -16,10 +16,9 @@ operator's own use and is recorded in the manifest.
 from __future__ import annotations
 
 import csv
-import getpass
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,17 +29,37 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from migrate.core.artifacts import DeltaRecord, ExtractRecord, LoadRecord, MapRecord
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK, InputError
 from migrate.core.ledger import run_phase
 from migrate.core.manifest import sha256_file
+from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
+from migrate.core.runs import PackFolder, PhaseFiles, RunDir, ValidationFolder
+from validate.artifacts import Totals, Verdict
 from validate.charts import bar_chart
 from validate.masking import Masker, neutralise
-from validate.pack import PACK_DIR, read_signoffs, tool_version, write_manifest
+from validate.pack import read_signoffs, tool_version, write_manifest
 
 SAMPLES_PER_CODE = 3
-COPIED = ("verdict.json", "totals.json", "differences.csv", "gx/target.json", "gx/snapshot.json")
+REPORT = PhaseFiles(
+    "report",
+    inputs=lambda run: (run.validation.manifest,),
+    output=lambda run: run.signoff.manifest,
+)
+"""What report reads (validate's evidence, through its manifest) and leaves, for the ledger."""
+
+
+def _copied(validation: ValidationFolder) -> tuple[Path, ...]:
+    """Validate's evidence the pack carries a copy of."""
+    return (
+        validation.verdict,
+        validation.totals,
+        validation.differences,
+        validation.gx_suite("target"),
+        validation.gx_suite("snapshot"),
+    )
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,7 @@ class ReportResult:
     @property
     def html(self) -> Path:
         """The report to open."""
-        return self.directory / "report.html"
+        return PackFolder(self.directory).report_html
 
     @property
     def exit_code(self) -> int:
@@ -70,7 +89,7 @@ class ReportResult:
             "run_id": self.run_id,
             "directory": str(self.directory),
             "report_html": str(self.html),
-            "report_pdf": str(self.directory / "report.pdf"),
+            "report_pdf": str(PackFolder(self.directory).report_pdf),
             "verdict": self.verdict,
             "masked": self.masked,
             "manifest_sha256": self.manifest_sha256,
@@ -79,18 +98,19 @@ class ReportResult:
 
     def tables(self) -> list[TableData]:
         """Where the pack is, for the terminal."""
+        pack = PackFolder(self.directory)
         return [
             TableData(
                 title=f"sign-off pack for {self.run_id}: verdict {self.verdict}",
                 headers=("what", "where"),
                 rows=[
                     ("report (open offline)", self.html),
-                    ("report (PDF)", self.directory / "report.pdf"),
+                    ("report (PDF)", pack.report_pdf),
                     (
                         "exceptions (masked)" if self.masked else "exceptions (UNMASKED)",
-                        self.directory / "exceptions.csv",
+                        pack.exceptions,
                     ),
-                    ("manifest", self.directory / "manifest.json"),
+                    ("manifest", pack.manifest),
                     ("manifest sha256 (sign-offs bind to it)", self.manifest_sha256),
                 ],
             )
@@ -103,39 +123,39 @@ def run_report(config: Config, *, run_id: str, unmasked: bool = False) -> Report
     Raises:
         InputError: the run has not been validated, or its inputs changed since (the ledger).
     """
-    return run_phase(config, "report", run_id, lambda: _report(config, run_id, unmasked))
+    return run_phase(config, REPORT, run_id, lambda: _report(config, run_id, unmasked))
 
 
 def _report(config: Config, run_id: str, unmasked: bool) -> ReportResult:
-    run_dir = config.runs_path / run_id
-    validation = run_dir / "validation"
-    if not (validation / "manifest.json").is_file():
+    run = RunDir.of(config, run_id)
+    validation = run.validation
+    if not validation.manifest.is_file():
         raise InputError(f"run {run_id} has not been validated", hint="run billmig validate first")
-    out = run_dir / PACK_DIR
+    out = run.signoff
     _clear(out)
-    for name in COPIED:
-        if (validation / name).is_file():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(validation / name, out / name)
-    masker = _masker(config, run_dir, unmasked)
-    exceptions = _exceptions(run_dir, masker)
-    _write_exceptions(out / "exceptions.csv", exceptions)
-    operator = getpass.getuser()
-    context = _context(config, run_dir, exceptions, masker, operator)
+    for source in _copied(validation):
+        if source.is_file():
+            copy = out.path / source.relative_to(validation.path)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, copy)
+    masker = _masker(config, run, unmasked)
+    exceptions = _exceptions(run, masker)
+    _write_exceptions(out.exceptions, exceptions)
+    who = operator()
+    verdict = Verdict.read(validation.verdict)
+    context = _context(config, run, verdict, exceptions, masker, who)
     html = _render(context)
-    (out / "report.html").write_text(html, encoding="utf-8")
-    _pdf(html, out / "report.pdf")
-    _, digest = write_manifest(config, run_dir, masked=not unmasked, operator=operator)
-    return ReportResult(
-        run_id, out, context["verdict"]["verdict"], not unmasked, digest, len(exceptions)
-    )
+    out.report_html.write_text(html, encoding="utf-8")
+    _pdf(html, out.report_pdf)
+    _, digest = write_manifest(config, run, masked=not unmasked, operator=who)
+    return ReportResult(run_id, out.path, verdict.verdict, not unmasked, digest, len(exceptions))
 
 
-def _clear(out: Path) -> None:
+def _clear(out: PackFolder) -> None:
     """Empty the pack folder, keeping the sign-off history (bound to earlier manifests)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for path in out.iterdir():
-        if path.name == "signoffs.jsonl":
+    out.path.mkdir(parents=True, exist_ok=True)
+    for path in out.path.iterdir():
+        if path == out.signoffs:
             continue
         if path.is_dir():
             shutil.rmtree(path)
@@ -143,12 +163,10 @@ def _clear(out: Path) -> None:
             path.unlink()
 
 
-def _masker(config: Config, run_dir: Path, unmasked: bool) -> Masker:
+def _masker(config: Config, run: RunDir, unmasked: bool) -> Masker:
     """A masker that also knows the names and raw numbers the exceptions may quote."""
-    exceptions = pq.read_table(
-        run_dir / "mapped" / "exceptions.parquet", columns=["entity", "legacy_key"]
-    )
-    snapshot = run_dir / "snapshot"
+    exceptions = pq.read_table(run.mapped.exceptions, columns=["entity", "legacy_key"])
+    snapshot = run.snapshot
 
     def mentioned(entity: str, key: str, column: str, cast: pa.DataType) -> list[str | None]:
         keys = exceptions.filter(pc.equal(exceptions["entity"], entity))["legacy_key"]
@@ -156,7 +174,7 @@ def _masker(config: Config, run_dir: Path, unmasked: bool) -> Masker:
             return []
         wanted = pc.cast(keys, cast, safe=False).unique().to_pylist()
         rows = pq.read_table(
-            snapshot / f"{entity}.parquet", columns=[key, column], filters=[(key, "in", wanted)]
+            snapshot.entity(entity), columns=[key, column], filters=[(key, "in", wanted)]
         )
         values: list[str | None] = rows[column].to_pylist()
         return values
@@ -169,9 +187,9 @@ def _masker(config: Config, run_dir: Path, unmasked: bool) -> Masker:
     )
 
 
-def _exceptions(run_dir: Path, masker: Masker) -> pd.DataFrame:
+def _exceptions(run: RunDir, masker: Masker) -> pd.DataFrame:
     # nullable Int64, never float64: an amount with nulls beside it must stay exact
-    found = pq.read_table(run_dir / "mapped" / "exceptions.parquet").to_pandas(
+    found = pq.read_table(run.mapped.exceptions).to_pandas(
         types_mapper={pa.int64(): pd.Int64Dtype()}.get
     )
     for column in ("detail", "disposition_why"):
@@ -190,34 +208,43 @@ def _write_exceptions(path: Path, exceptions: pd.DataFrame) -> None:
             writer.writerow(["" if pd.isna(v) else neutralise(v) for v in row])
 
 
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+def _gx_findings(path: Path) -> list[dict[str, Any]]:
+    """One suite's findings as validate wrote them (none when the file is absent)."""
+    found: list[dict[str, Any]] = (
+        json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    )
+    return found
 
 
 def _context(
-    config: Config, run_dir: Path, exceptions: pd.DataFrame, masker: Masker, operator: str
+    config: Config,
+    run: RunDir,
+    verdict: Verdict,
+    exceptions: pd.DataFrame,
+    masker: Masker,
+    operator: str,
 ) -> dict[str, Any]:
-    validation = run_dir / "validation"
-    verdict = _read(validation / "verdict.json")
-    totals = _read(validation / "totals.json")
-    phases = _phases(run_dir, verdict)
+    validation = run.validation
+    totals = Totals.read(validation.totals)
+    phases = _phases(run, verdict)
     codes = _by_code(exceptions)
-    gx = {name: _read(validation / "gx" / f"{name}.json") or [] for name in ("target", "snapshot")}
-    signoffs, _ = read_signoffs(run_dir)
-    distribution = totals.get("control_totals", {}).get("balance_distribution", [])
+    gx = {name: _gx_findings(validation.gx_suite(name)) for name in ("target", "snapshot")}
+    signoffs, _ = read_signoffs(run)
+    distribution = totals.control_totals.balance_distribution
+    delta = DeltaRecord.read_if_present(run.delta_record)
     return {
-        "run_id": run_dir.name,
+        "run_id": run.run_id,
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "operator": operator,
         "tool_version": tool_version(),
         "masked": masker.enabled,
-        "hashes": _hashes(config, run_dir),
-        "verdict": verdict,
-        "totals": totals,
+        "hashes": _hashes(config, run),
+        "verdict": verdict.to_dict(),
+        "totals": totals.to_dict(),
         "phases": phases,
         "codes": codes,
         "gx": {name: _gx_summary(found) for name, found in gx.items()},
-        "delta": _read(run_dir / "delta.json") or None,
+        "delta": delta.to_dict() if delta else None,
         "roles": config.signoff.roles,
         "signoffs": [s.to_dict() for s in signoffs],
         "charts": {
@@ -241,33 +268,29 @@ def _gx_summary(findings: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _phase(name: str, record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "phase": name,
-        "seconds": float(record.get("seconds", 0.0)),
-        "operator": record.get("operator", ""),
-        "finished_at": record.get("finished_at", ""),
-    }
+def _phases(run: RunDir, verdict: Verdict) -> list[dict[str, Any]]:
+    """Who ran each phase, when it ended and how long it took, from the phases' own records."""
+    records: list[tuple[str, ExtractRecord | MapRecord | LoadRecord | Verdict | None]] = [
+        ("extract", ExtractRecord.read_if_present(run.extract_record)),
+        ("map", MapRecord.read_if_present(run.map_record)),
+        ("load", LoadRecord.read_if_present(run.load_record)),
+        ("validate", verdict),
+    ]
+    return [
+        {
+            "phase": phase,
+            "seconds": record.seconds,
+            "operator": record.operator,
+            "finished_at": record.finished_at,
+        }
+        for phase, record in records
+        if record is not None
+    ]
 
 
-def _phases(run_dir: Path, verdict: dict[str, Any]) -> list[dict[str, Any]]:
-    found = []
-    for phase, name in (
-        ("extract", "run.json"),
-        ("map", "map-run.json"),
-        ("load", "load-run.json"),
-    ):
-        record = _read(run_dir / name)
-        if record:
-            found.append(_phase(phase, record))
-    if verdict:
-        found.append(_phase("validate", verdict))
-    return found
-
-
-def _hashes(config: Config, run_dir: Path) -> list[tuple[str, str]]:
-    names = ("snapshot/manifest.json", "mapped/manifest.json", "validation/manifest.json")
-    found = [(name, sha256_file(run_dir / name)) for name in names if (run_dir / name).is_file()]
+def _hashes(config: Config, run: RunDir) -> list[tuple[str, str]]:
+    manifests = (run.snapshot.manifest, run.mapped.manifest, run.validation.manifest)
+    found = [(run.relative(path), sha256_file(path)) for path in manifests if path.is_file()]
     if config.sha256:
         found.append(("billmig.toml", config.sha256))
     return found
@@ -300,7 +323,7 @@ def _first(rows: pd.DataFrame, n: int) -> Iterable[tuple[object, object]]:
     return zip(rows["legacy_key"].head(n), rows["detail"].head(n), strict=True)
 
 
-def _balance_chart(distribution: list[dict[str, Any]], currency: str) -> str:
+def _balance_chart(distribution: Sequence[Mapping[str, Any]], currency: str) -> str:
     rows = [
         (d["band"], [d["legacy"], d["target"]]) for d in distribution if d["currency"] == currency
     ]

@@ -10,13 +10,11 @@ does its own counting and summing in SQL. Writes ``runs/<run_id>/validation/``:
 
 from __future__ import annotations
 
-import getpass
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,31 +23,52 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
+from migrate.core.artifacts import SnapshotManifest
 from migrate.core.config import Config, mask_url
 from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
 from migrate.core.ledger import run_phase
-from migrate.core.manifest import sha256_file, write_json
+from migrate.core.manifest import sha256_file
+from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
+from migrate.core.runs import PhaseFiles, RunDir
 from validate import gx_process
 from validate.accounting import Accounting, account_rows, control_totals
+from validate.artifacts import (
+    ControlTotals,
+    Criterion,
+    CurrencyMoney,
+    Reconciliation,
+    RowAccounting,
+    Totals,
+    ValidationManifest,
+    Verdict,
+)
 from validate.expected import derive_expected, legacy_money
 from validate.findings import Finding
-from validate.reconcile import Reconciliation, balance_distribution, reconcile
+from validate.reconcile import balance_distribution, reconcile
 from validate.target import copy_target, currency_totals, missing_primary_keys, orphans
 from validate.workbench import workbench
 
-VERDICT_FORMAT = "billmig-verdict/1"
+
+def _reconciled_accounts(run: RunDir) -> int | None:
+    verdict = Verdict.read_if_present(run.validation.verdict)
+    return verdict.reconciliation.accounts if verdict else None
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """One check of the verdict, with what it saw and what it allows."""
-
-    name: str
-    passed: bool
-    evidence: str
-    threshold: str
+VALIDATE = PhaseFiles(
+    "validate",
+    inputs=lambda run: (
+        run.snapshot.manifest,
+        run.mapped.manifest,
+        run.load_record,
+        run.delta_record,
+    ),
+    output=lambda run: run.validation.manifest,
+    config_inputs=lambda config: (config.map.dispositions,),
+    rows=_reconciled_accounts,
+)
+"""What validate reads (snapshot, mapped output, load, delta, dispositions) and leaves."""
 
 
 @dataclass(frozen=True)
@@ -132,46 +151,44 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
             inputs changed since (the run ledger).
         TargetError: the target cannot be read.
     """
-    return run_phase(config, "validate", run_id, lambda: _run(config, run_id))
+    return run_phase(config, VALIDATE, run_id, lambda: _run(config, run_id))
 
 
 def _run(config: Config, run_id: str) -> ValidationResult:
     started = time.perf_counter()
-    run_dir = config.runs_path / run_id
-    snapshot, mapped = run_dir / "snapshot", run_dir / "mapped"
-    for needed, phase in ((snapshot, "extract"), (mapped, "map")):
-        if not (needed / "manifest.json").exists():
-            raise InputError(f"run {run_id} has no {needed.name}", hint=f"run {phase} first")
-    manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
+    run = RunDir.of(config, run_id)
+    for needed, phase in ((run.snapshot.manifest, "extract"), (run.mapped.manifest, "map")):
+        if not needed.exists():
+            raise InputError(f"run {run_id} has no {needed.parent.name}", hint=f"run {phase} first")
+    cutoff = pd.Timestamp(SnapshotManifest.read(run.snapshot.manifest).cutoff_at)
     url = config.target_url()
-    suites = gx_process.Suites(url, snapshot)
+    suites = gx_process.Suites(url, run.snapshot)
     try:
-        return _validate(config, run_id, pd.Timestamp(manifest["cutoff"]), suites, started)
+        return _validate(config, run, cutoff, suites, started)
     finally:
         suites.stop()
 
 
 def _validate(
     config: Config,
-    run_id: str,
+    run: RunDir,
     cutoff: pd.Timestamp,
     suites: gx_process.Suites,
     started: float,
 ) -> ValidationResult:
-    run_dir = config.runs_path / run_id
     url = config.target_url()
-    out = run_dir / "validation"
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.validation
+    out.path.mkdir(parents=True, exist_ok=True)
     dispositions = config.resolve(config.map.dispositions)
     stages: dict[str, float] = {}
-    with workbench(run_dir / ".validate-work") as duck:
+    with workbench(run.validate_work) as duck:
         with _stage(stages, "reconciliation"):
-            per_account_sides(duck, run_dir, url, cutoff, dispositions)
-            found = reconcile(duck, out / "differences.csv")
+            per_account_sides(duck, run, url, cutoff, dispositions)
+            found = reconcile(duck, out.differences)
             legacy = legacy_money(duck)
             distribution = balance_distribution(duck)
         with _stage(stages, "totals and accounting"):
-            checks = _target_checks(url, duck, run_dir)
+            checks = _target_checks(url, duck, run)
     with _stage(stages, "great expectations (waiting)"):
         gx_findings = suites.finish(out)
     totals = _money_totals(legacy, checks.currency_totals)
@@ -181,28 +198,33 @@ def _validate(
         _keys(checks.missing_keys),
         _expectations(gx_findings),
         _review_threshold(
-            run_dir / "mapped" / "exceptions.parquet",
+            run.mapped.exceptions,
             checks.accounting.entities["accounts"]["snapshot"],
             config.validate.review_per_10000_accounts,
         ),
     )
     result = ValidationResult(
-        run_id,
+        run.run_id,
         mask_url(url),
-        out,
+        out.path,
         criteria,
         totals,
         found,
         time.perf_counter() - started,
         stages,
     )
-    _write(out, result, {**checks.control, "balance_distribution": distribution}, checks.accounting)
+    _write(
+        run,
+        result,
+        replace(checks.control, balance_distribution=tuple(distribution)),
+        checks.accounting,
+    )
     return result
 
 
 def per_account_sides(
     duck: duckdb.DuckDBPyConnection,
-    run_dir: Path,
+    run: RunDir,
     url: str,
     cutoff: pd.Timestamp,
     dispositions: Path,
@@ -217,8 +239,7 @@ def per_account_sides(
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             expected = pool.submit(
-                derive_expected, second, run_dir / "snapshot", run_dir / "mapped", cutoff,
-                dispositions,
+                derive_expected, second, run, cutoff, dispositions,
             )  # fmt: skip
             try:
                 with translate_errors(url, "reading the target", TargetError):
@@ -239,10 +260,10 @@ class _TargetChecks:
     currency_totals: dict[str, dict[str, int]]
     missing_keys: list[str]
     accounting: Accounting
-    control: dict[str, Any]
+    control: ControlTotals
 
 
-def _target_checks(url: str, duck: duckdb.DuckDBPyConnection, run_dir: Path) -> _TargetChecks:
+def _target_checks(url: str, duck: duckdb.DuckDBPyConnection, run: RunDir) -> _TargetChecks:
     engine = create_engine(url, read_only=True)
     try:
         with translate_errors(url, "reading the target", TargetError), engine.connect() as conn:
@@ -250,8 +271,8 @@ def _target_checks(url: str, duck: duckdb.DuckDBPyConnection, run_dir: Path) -> 
                 orphans=orphans(duck),
                 currency_totals=currency_totals(conn),
                 missing_keys=missing_primary_keys(conn),
-                accounting=account_rows(conn, duck, run_dir, run_dir.name),
-                control=control_totals(conn, run_dir),
+                accounting=account_rows(conn, duck, run),
+                control=control_totals(conn, run),
             )
     finally:
         engine.dispose()
@@ -373,39 +394,31 @@ def _accounted(accounting: Accounting) -> Criterion:
 
 
 def _write(
-    out: Path, result: ValidationResult, control: dict[str, Any], accounting: Accounting
+    run: RunDir, result: ValidationResult, control: ControlTotals, accounting: Accounting
 ) -> None:
-    verdict = {
-        "format": VERDICT_FORMAT,
-        "run_id": result.run_id,
-        "target": result.target,
-        "verdict": "PASS" if result.passed else "FAIL",
-        "criteria": [asdict(c) for c in result.criteria],
-        "reconciliation": asdict(result.reconciliation),
-        "stage_seconds": result.stage_seconds,
-        "seconds": round(result.seconds, 3),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "operator": getpass.getuser(),
-    }
-    totals = {
-        "money_by_currency": result.totals,
-        "control_totals": control,
-        "rows": {"legacy_entities": accounting.entities, "target_tables": accounting.tables},
-    }
-    for name, document in (("verdict.json", verdict), ("totals.json", totals)):
-        write_json(out / name, document)
-    run_dir = out.parent
-    outputs = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
-    write_json(
-        out / "manifest.json",
-        {
-            "format": "billmig-validation/1",
-            "run_id": result.run_id,
-            "phase": "validate",
-            "inputs": {
-                name: sha256_file(run_dir / name)
-                for name in ("snapshot/manifest.json", "mapped/manifest.json")
-            },
-            "outputs": {str(p.relative_to(out)): sha256_file(p) for p in outputs},
+    out = run.validation
+    Verdict(
+        run_id=result.run_id,
+        target=result.target,
+        verdict="PASS" if result.passed else "FAIL",
+        criteria=result.criteria,
+        reconciliation=result.reconciliation,
+        stage_seconds=result.stage_seconds,
+        seconds=round(result.seconds, 3),
+        finished_at=datetime.now(UTC).isoformat(),
+        operator=operator(),
+    ).write(out.verdict)
+    Totals(
+        money_by_currency={cur: CurrencyMoney(**money) for cur, money in result.totals.items()},
+        control_totals=control,
+        rows=RowAccounting(accounting.entities, accounting.tables),
+    ).write(out.totals)
+    outputs = sorted(p for p in out.path.rglob("*") if p.is_file() and p != out.manifest)
+    ValidationManifest(
+        run_id=result.run_id,
+        inputs={
+            run.relative(path): sha256_file(path)
+            for path in (run.snapshot.manifest, run.mapped.manifest)
         },
-    )
+        outputs={p.relative_to(out.path).as_posix(): sha256_file(p) for p in outputs},
+    ).write(out.manifest)

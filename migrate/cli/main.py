@@ -8,6 +8,7 @@ Heavy modules are imported inside commands so ``billmig --help`` stays fast.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,21 @@ class _State:
 
 
 pass_state = click.make_pass_decorator(_State)
+
+
+def _renamed(new: str) -> Callable[[click.Context, click.Parameter, object], None]:
+    """A callback refusing an option's old spelling, with the one every command uses now."""
+
+    def refuse(context: click.Context, parameter: click.Parameter, value: object) -> None:
+        if value is not None:
+            old = parameter.opts[0]
+            raise click.UsageError(
+                f"{old} is now {new} (one spelling on every command): "
+                f"billmig {context.info_name} {new} {value}",
+                context,
+            )
+
+    return refuse
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,10 +116,11 @@ def synth(
     window_activity: bool,
 ) -> int:
     """Generate a realistic legacy billing database with planted anomalies."""
+    from migrate.core.runs import RunsFolder
     from migrate.synth import SynthOptions, run_synth
 
     config = state.config()
-    manifest_path = manifest_path or config.runs_path / "synth" / "planted.json"
+    manifest_path = manifest_path or RunsFolder.of(config).synth_manifest
     options = SynthOptions(
         accounts=accounts, seed=seed, anomaly_rate=anomaly_rate, window_activity=window_activity
     )
@@ -116,7 +133,12 @@ def synth(
 
 @cli.command()
 @click.option("--wave", default=None, help="Extract only the accounts of this configured wave.")
-@click.option("--run-id", default=None, help="Name of the run (default: UTC time + random).")
+@click.option(
+    "--run", "run_id", default=None, help="Name of the new run (default: UTC time + random)."
+)
+@click.option(
+    "--run-id", "old_run_id", hidden=True, callback=_renamed("--run"), expose_value=False
+)
 @pass_state
 def extract(state: _State, wave: str | None, run_id: str | None) -> int:
     """Snapshot the legacy database into runs/<run_id>/snapshot/ (read-only)."""
@@ -218,12 +240,17 @@ def signoff(state: _State, run_id: str, role: str, name: str, decision: str, com
 @pass_state
 def verify(state: _State, run: str) -> int:
     """Recompute every hash of a sign-off pack (RUN: a run id or a folder holding signoff/)."""
+    from migrate.core.runs import RunDir
     from validate.pack import verify_pack
 
     folder = Path(run)
-    if not (folder / "signoff").is_dir():
-        folder = folder.parent if folder.name == "signoff" else state.config().runs_path / run
-    result = verify_pack(folder)
+    if RunDir.at(folder).signoff.path.is_dir():
+        found = RunDir.at(folder)
+    elif RunDir.at(folder.parent).signoff.path == folder and folder.is_dir():
+        found = RunDir.at(folder.parent)  # the pack folder itself was named
+    else:
+        found = RunDir.of(state.config(), run)
+    result = verify_pack(found)
     state.console.render(result)
     return result.exit_code
 
@@ -232,7 +259,7 @@ def verify(state: _State, run: str) -> int:
 @pass_state
 def runs(state: _State) -> int:
     """List every run with its phase states (the run ledger) and accounts per wave."""
-    from migrate.core.ledger import runs_overview
+    from migrate.ops.overview import runs_overview
 
     result = runs_overview(state.config())
     state.console.render(result)

@@ -44,9 +44,3 @@ class TargetError(BillmigError):
 
 class InputError(BillmigError):
     """A run directory, snapshot or file the command needs is missing or damaged."""
-
-
-class ChecksFailed(BillmigError):
-    """A check or gate did not pass; the result has already been rendered."""
-
-    exit_code = EXIT_CHECKS_FAILED

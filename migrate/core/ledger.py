@@ -12,10 +12,8 @@ time per workspace (:mod:`migrate.core.lock`).
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,9 +25,9 @@ from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK, BillmigError, InputError
 from migrate.core.lock import workspace_lock
 from migrate.core.manifest import sha256_file
-from migrate.core.rendering import TableData
+from migrate.core.provenance import host, operator
+from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
 
-LEDGER_FILE = "ledger.jsonl"
 PHASES = ("extract", "map", "load", "validate", "report", "cutover")
 REPORTED_EVEN_IF_FAILED = {"validate"}
 """Phases whose completed run counts as done for the next phase even when a check failed:
@@ -69,7 +67,7 @@ class LedgerEntry:
 
 def read_ledger(runs_path: Path) -> list[LedgerEntry]:
     """Every entry, oldest first."""
-    path = runs_path / LEDGER_FILE
+    path = RunsFolder(runs_path).ledger
     if not path.exists():
         return []
     with path.open(encoding="utf-8") as handle:
@@ -84,93 +82,49 @@ def latest(entries: list[LedgerEntry]) -> dict[str, dict[str, LedgerEntry]]:
     return found
 
 
-def append_entry(runs_path: Path, entry: LedgerEntry) -> None:
-    """Append one entry to the ledger."""
-    _append(runs_path, entry)
-
-
 def command_for(phase: str, run_id: str) -> str:
     """The command that runs ``phase`` of ``run_id``."""
-    if phase == "extract":
-        return f"billmig extract --run-id {run_id}"
     return f"billmig {phase} --run {run_id}"
 
 
 def _append(runs_path: Path, entry: LedgerEntry) -> None:
     runs_path.mkdir(parents=True, exist_ok=True)
     line = json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False)
-    with (runs_path / LEDGER_FILE).open("a", encoding="utf-8") as handle:
+    with RunsFolder(runs_path).ledger.open("a", encoding="utf-8") as handle:
         handle.write(line + "\n")
 
 
 # -- what each phase reads and writes ------------------------------------------------------
 
 
-def phase_inputs(config: Config, phase: str, run_id: str) -> dict[str, str]:
-    """The files ``phase`` reads, with their SHA-256 now (workspace-relative names)."""
-    run = f"{config.workspace.runs_dir}/{run_id}"
-    names = {
-        "delta": [f"{run}/snapshot/manifest.json", f"{run}/load-run.json"],
-        "rollback": [],
-        "window": ["mappings/window.toml"],
-        "extract": [config.source.profile],
-        "map": [f"{run}/snapshot/manifest.json", config.map.tariffs, config.map.dispositions],
-        "load": [f"{run}/mapped/manifest.json"],
-        "validate": [
-            f"{run}/snapshot/manifest.json",
-            f"{run}/mapped/manifest.json",
-            f"{run}/load-run.json",
-            f"{run}/delta.json",
-            config.map.dispositions,
-        ],
-        "report": [f"{run}/validation/manifest.json"],
-        "cutover": [f"{run}/signoff/manifest.json"],
-    }[phase]
-    return _hashes(config, names)
-
-
-def phase_outputs(config: Config, phase: str, run_id: str) -> dict[str, str]:
-    """The file ``phase`` leaves as its evidence, with its SHA-256."""
-    run = f"{config.workspace.runs_dir}/{run_id}"
-    name = {
-        "delta": f"{run}/delta.json",
-        "rollback": "",
-        "window": f"{config.workspace.runs_dir}/window.json",
-        "extract": f"{run}/snapshot/manifest.json",
-        "map": f"{run}/mapped/manifest.json",
-        "load": f"{run}/load-run.json",
-        "validate": f"{run}/validation/manifest.json",
-        "report": f"{run}/signoff/manifest.json",
-        "cutover": f"{run}/cutover.json",
-    }[phase]
-    return _hashes(config, [name])
-
-
-def _hashes(config: Config, names: Sequence[str | None]) -> dict[str, str]:
+def _hashes(config: Config, paths: Sequence[Path | str | None]) -> dict[str, str]:
+    """SHA-256 of each existing file, named as the workspace names it (``runs/<run>/…``)."""
     found = {}
-    for name in names:
-        if name and config.resolve(name).is_file():
-            found[name] = sha256_file(config.resolve(name))
+    for path in paths:
+        if path is None:
+            continue
+        absolute = config.resolve(str(path))
+        if absolute.is_file():
+            found[_workspace_name(config, absolute)] = sha256_file(absolute)
     return found
 
 
-def phase_rows(config: Config, phase: str, run_id: str) -> int | None:
-    """Rows the phase handled, read from its own evidence (None when it says none)."""
-    run_dir = config.runs_path / run_id
+def _workspace_name(config: Config, path: Path) -> str:
+    try:
+        return path.relative_to(config.root).as_posix()
+    except ValueError:
+        return str(path)
 
-    def read(name: str) -> Any:
-        path = run_dir / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    if phase == "extract" and (doc := read("snapshot/manifest.json")):
-        return sum(int(e["rows"]) for e in doc["entities"].values())
-    if phase == "map" and (doc := read("map-run.json")):
-        return int(doc.get("rows", {}).get("lineage", 0)) or None
-    if phase == "load" and (doc := read("load-run.json")):
-        return sum(int(v) for v in doc.get("rows", {}).values())
-    if phase == "validate" and (doc := read("validation/verdict.json")):
-        return int(doc.get("reconciliation", {}).get("accounts", 0))
-    return None
+def phase_inputs(config: Config, files: PhaseFiles, run_id: str) -> dict[str, str]:
+    """The files the phase reads, with their SHA-256 now (workspace-relative names)."""
+    run = RunDir.of(config, run_id)
+    return _hashes(config, [*files.inputs(run), *files.config_inputs(config)])
+
+
+def phase_outputs(config: Config, files: PhaseFiles, run_id: str) -> dict[str, str]:
+    """The file the phase leaves as its evidence, with its SHA-256."""
+    return _hashes(config, [files.output(RunDir.of(config, run_id))])
 
 
 # -- order and staleness -------------------------------------------------------------------
@@ -226,13 +180,18 @@ R = TypeVar("R", bound=PhaseResult)
 
 def run_phase(
     config: Config,
-    phase: str,
+    files: PhaseFiles,
     run_id: str,
     work: Callable[[], R],
     context: PhaseContext | None = None,
 ) -> R:
-    """Check, lock, run and record one phase of one run; returns what ``work`` returned."""
-    with workspace_lock(config.runs_path, phase, run_id):
+    """Check, lock, run and record one phase of one run; returns what ``work`` returned.
+
+    ``files`` is the phase's own declaration of what it reads and writes: the ledger hashes
+    those files and knows no phase's file names itself.
+    """
+    phase = files.name
+    with workspace_lock(RunsFolder.of(config).lock, phase, run_id):
         check_ready(config, phase, run_id)
         context = context or _context_of(config, run_id)
         started = time.perf_counter()
@@ -240,16 +199,16 @@ def run_phase(
         try:
             result = work()
         except KeyboardInterrupt:
-            _finish(config, phase, run_id, "interrupted", started, context, "Ctrl-C")
+            _finish(config, files, run_id, "interrupted", started, context, "Ctrl-C")
             raise
         except BillmigError as exc:
-            _finish(config, phase, run_id, "failed", started, context, exc.one_line())
+            _finish(config, files, run_id, "failed", started, context, exc.one_line())
             raise
         except Exception as exc:
-            _finish(config, phase, run_id, "failed", started, context, type(exc).__name__)
+            _finish(config, files, run_id, "failed", started, context, type(exc).__name__)
             raise
         outcome = "ok" if result.exit_code == EXIT_OK else "checks failed"
-        _finish(config, phase, run_id, outcome, started, context, None)
+        _finish(config, files, run_id, outcome, started, context, None)
         return result
 
 
@@ -266,8 +225,8 @@ def _entry(
         run_id=run_id,
         phase=phase,
         outcome=outcome,
-        operator=os.environ.get("BILLMIG_OPERATOR") or getpass.getuser(),
-        host=socket.gethostname(),
+        operator=operator(),
+        host=host(),
         pid=os.getpid(),
         at=datetime.now(UTC).isoformat(timespec="seconds"),
         wave=context.wave,
@@ -278,7 +237,7 @@ def _entry(
 
 def _finish(
     config: Config,
-    phase: str,
+    files: PhaseFiles,
     run_id: str,
     outcome: str,
     started: float,
@@ -287,113 +246,18 @@ def _finish(
 ) -> None:
     seconds = time.perf_counter() - started
     completed = outcome in ("ok", "checks failed")
-    rows = phase_rows(config, phase, run_id) if completed else None
+    rows = files.rows(RunDir.of(config, run_id)) if completed else None
     entry = _entry(
         config,
-        phase,
+        files.name,
         run_id,
         outcome,
         context,
         seconds=round(seconds, 3),
         rows=rows,
         rows_per_second=int(rows / seconds) if rows and seconds > 0 else None,
-        inputs=phase_inputs(config, phase, run_id) if completed else {},
-        outputs=phase_outputs(config, phase, run_id) if completed else {},
+        inputs=phase_inputs(config, files, run_id) if completed else {},
+        outputs=phase_outputs(config, files, run_id) if completed else {},
         message=message,
     )
     _append(config.runs_path, entry)
-
-
-# -- billmig runs --------------------------------------------------------------------------
-
-SHOWN = (*PHASES[:3], "delta", *PHASES[3:], "rollback")
-
-
-@dataclass(frozen=True)
-class RunsOverview:
-    """Every run of the workspace with its phase states, and totals per wave."""
-
-    runs: tuple[tuple[str, str, str, dict[str, str]], ...]
-    """run, wave, label, phase → latest outcome."""
-    waves: tuple[tuple[str, str, int, int, dict[str, int]], ...]
-    """wave, its latest loaded run, accounts in target, cumulative accounts, target net per
-    currency (minor units; currencies are never added together)."""
-
-    @property
-    def exit_code(self) -> int:
-        """Always 0."""
-        return EXIT_OK
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "runs": [
-                {"run_id": r, "wave": w, "label": lbl, "phases": phases}
-                for r, w, lbl, phases in self.runs
-            ],
-            "waves": [
-                {
-                    "wave": w,
-                    "run_id": r,
-                    "accounts": a,
-                    "cumulative_accounts": c,
-                    "target_net_minor_by_currency": m,
-                }
-                for w, r, a, c, m in self.waves
-            ],
-        }
-
-    def tables(self) -> list[TableData]:
-        """One row per run, then the waves."""
-        runs = TableData(
-            title="runs (latest outcome per phase, from runs/ledger.jsonl)",
-            headers=("run", "wave", "label", *SHOWN),
-            rows=[
-                (r, w, lbl, *(phases.get(p, "—") for p in SHOWN)) for r, w, lbl, phases in self.runs
-            ]
-            or [("no runs yet", "", "", *("" for _ in SHOWN))],
-        )
-        waves = TableData(
-            title="waves: latest loaded and validated run of each (not rolled back)",
-            headers=("wave", "run", "accounts #", "cumulative #", "target net (minor units)"),
-            rows=[
-                (w, r, a, c, "; ".join(f"{cur} {v:,}" for cur, v in sorted(m.items())))
-                for w, r, a, c, m in self.waves
-            ]
-            or [("none loaded", "", 0, 0, "")],
-        )
-        return [runs, waves]
-
-
-def runs_overview(config: Config) -> RunsOverview:
-    """Every run in the ledger and the accounts each wave moved, per wave and cumulative."""
-    entries = read_ledger(config.runs_path)
-    by_run = latest(entries)
-    runs = []
-    for run_id, phases in by_run.items():
-        if not set(phases) & set(SHOWN):
-            continue  # the window's own entries: billmig window status shows them
-        extract = phases.get("extract")
-        runs.append(
-            (
-                run_id,
-                (extract.wave if extract else None) or "all",
-                (extract.label if extract else None) or "",
-                {name: entry.outcome for name, entry in phases.items()},
-            )
-        )
-    waves: dict[str, tuple[str, int, dict[str, int]]] = {}
-    for run_id, wave, _, outcomes in runs:
-        loaded = outcomes.get("load") == "ok" and outcomes.get("rollback") != "ok"
-        totals = config.runs_path / run_id / "validation" / "totals.json"
-        if loaded and outcomes.get("validate") in ("ok", "checks failed") and totals.is_file():
-            money = json.loads(totals.read_text(encoding="utf-8"))["money_by_currency"]
-            accounts = sum(int(m.get("accounts", 0)) for m in money.values())
-            net = {cur: int(m.get("target_net_minor", 0)) for cur, m in money.items()}
-            waves[wave] = (run_id, accounts, net)  # later runs of a wave replace earlier ones
-    cumulative = 0
-    wave_rows = []
-    for wave, (run_id, accounts, net) in waves.items():
-        cumulative += accounts
-        wave_rows.append((wave, run_id, accounts, cumulative, net))
-    return RunsOverview(tuple(runs), tuple(wave_rows))

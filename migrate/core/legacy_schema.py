@@ -112,11 +112,6 @@ class Entity:
                 return col
         raise KeyError(f"{self.name} has no column {name}")
 
-    @property
-    def currency_column(self) -> str | None:
-        """Name of the column holding the ISO 4217 currency, if the entity has one."""
-        return "currency" if "currency" in self.column_names else None
-
     def arrow_schema(self) -> pa.Schema:
         """Schema of ``snapshot/<entity>.parquet``."""
         return pa.schema(

@@ -9,25 +9,21 @@ message a second phase gets.
 from __future__ import annotations
 
 import fcntl
-import getpass
 import json
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from migrate.core.errors import InputError
-
-LOCK_FILE = ".billmig.lock"
+from migrate.core.provenance import host, operator
 
 
 @contextmanager
-def workspace_lock(runs_dir: Path, phase: str, run_id: str) -> Iterator[None]:
-    """Hold the workspace lock for ``phase`` of ``run_id``; refuse if someone else holds it."""
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    path = runs_dir / LOCK_FILE
+def workspace_lock(path: Path, phase: str, run_id: str) -> Iterator[None]:
+    """Hold the workspace lock file ``path`` for ``phase`` of ``run_id``; refuse if held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a+", encoding="utf-8")
     try:
         try:
@@ -43,8 +39,8 @@ def workspace_lock(runs_dir: Path, phase: str, run_id: str) -> Iterator[None]:
         handle.write(
             json.dumps(
                 {
-                    "user": os.environ.get("BILLMIG_OPERATOR") or getpass.getuser(),
-                    "host": socket.gethostname(),
+                    "user": operator(),
+                    "host": host(),
                     "pid": os.getpid(),
                     "phase": phase,
                     "run_id": run_id,

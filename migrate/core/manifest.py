@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def git_state(root: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GitState:
+    """The workspace's git commit and whether it had uncommitted changes (None outside git)."""
+
+    commit: str | None
+    dirty: bool | None
+
+
+def git_state(root: Path) -> GitState:
     """Commit of the workspace and whether it has uncommitted changes (None outside git)."""
     try:
         commit = _git(root, "rev-parse", "HEAD")
         dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
+        return GitState(None, None)
+    return GitState(commit, dirty)
 
 
 def _git(root: Path, *args: str) -> str:

@@ -15,8 +15,6 @@ took go to ``run.json``.
 from __future__ import annotations
 
 import contextlib
-import getpass
-import os
 import queue
 import secrets
 import shutil
@@ -36,6 +34,17 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from migrate import __version__
+from migrate.core.artifacts import (
+    EntityTiming,
+    ExceptionsFile,
+    ExtractRecord,
+    ProfileRef,
+    Scalar,
+    SnapshotEntity,
+    SnapshotManifest,
+    SourceRef,
+    WaveRef,
+)
 from migrate.core.config import Config, WaveConfig, mask_url
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError
 from migrate.core.ledger import PhaseContext, run_phase
@@ -47,16 +56,25 @@ from migrate.core.legacy_schema import (
     Kind,
     bonus_exponent,
 )
-from migrate.core.manifest import git_state, sha256_file, write_json
+from migrate.core.manifest import git_state, sha256_file
 from migrate.core.progress import SILENT, Progress
+from migrate.core.provenance import operator
 from migrate.core.reasons import ReasonCode
 from migrate.core.rendering import TableData
+from migrate.core.runs import PhaseFiles, RunDir
 from migrate.extract.normalise import ColumnContext, Issue, currency_exponents, normalise_column
 from migrate.extract.profiles import EntityQuery, SourceProfile, load_profile
 from migrate.extract.reader import LegacyReader, RawColumns, open_reader
 from migrate.money.amounts import as_decimal
 
-SNAPSHOT_FORMAT = "billmig.snapshot/1"
+EXTRACT = PhaseFiles(
+    "extract",
+    inputs=lambda run: (),
+    output=lambda run: run.snapshot.manifest,
+    config_inputs=lambda config: (config.source.profile,),
+    rows=lambda run: SnapshotManifest.read(run.snapshot.manifest).rows,
+)
+"""What extract reads (the source profile) and leaves (the snapshot manifest), for the ledger."""
 MICRO = 6
 """Control totals are kept in micro-units (10^-6 of the stored unit): exact on every engine."""
 _WITHHELD = {
@@ -81,15 +99,15 @@ class _Totals:
         for name, value in sums.items():
             bucket[name] = bucket.get(name, 0) + value
 
-    def to_list(self, groups: tuple[str, ...]) -> list[dict[str, Any]]:
+    def to_list(self, groups: tuple[str, ...]) -> tuple[dict[str, Scalar], ...]:
         out = []
         for key in sorted(self.rows, key=lambda k: tuple("" if v is None else v for v in k)):
-            row: dict[str, Any] = dict(zip(groups, key, strict=True))
+            row: dict[str, Scalar] = dict(zip(groups, key, strict=True))
             row["rows"] = self.rows[key]
             for name, value in sorted(self.micro.get(key, {}).items()):
                 row[f"{name}_micro"] = value
             out.append(row)
-        return out
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -198,7 +216,7 @@ def run_extract(
     name = run_id or new_run_id()
     return run_phase(
         config,
-        "extract",
+        EXTRACT,
         name,
         lambda: _extract(config, wave=wave, run_id=name, progress=progress),
         PhaseContext(wave=wave, label=label),
@@ -213,15 +231,16 @@ def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progres
         )
     profile = load_profile(config.resolve(config.source.profile))
     wave_config = config.wave(wave) if wave else None
-    snapshot_dir = config.runs_path / run_id / "snapshot"
+    run = RunDir.of(config, run_id)
+    snapshot_dir = run.snapshot.path
     if snapshot_dir.exists():
-        raise InputError(f"{snapshot_dir} already exists", hint="extract into a new --run-id")
+        raise InputError(f"{snapshot_dir} already exists", hint="extract into a new --run")
     snapshot_dir.mkdir(parents=True)
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     try:
         dialect, docs, summaries, exception_rows = _extract_entities(
-            url, config, profile, wave_config, snapshot_dir, progress
+            url, config, profile, wave_config, run, progress
         )
     except BaseException:
         # Without its manifest a partial snapshot proves nothing: remove it (and the run
@@ -230,34 +249,29 @@ def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progres
         with contextlib.suppress(OSError):
             snapshot_dir.parent.rmdir()
         raise
-    exceptions_doc = _write_exceptions(snapshot_dir, exception_rows)
-    manifest_path = snapshot_dir / "manifest.json"
-    write_json(
-        manifest_path,
-        {
-            "format": SNAPSHOT_FORMAT,
-            "tool_version": __version__,
-            "workspace": git_state(config.root),
-            "config_sha256": config.sha256,
-            "profile": {"name": profile.name, "sha256": profile.sha256},
-            "source": {"url": mask_url(url), "dialect": dialect},
-            "cutoff": config.extract.cutoff.isoformat(),
-            "timezone": config.workspace.timezone,
-            "wave": _wave_doc(wave_config),
-            "chunk_rows": config.extract.chunk_rows,
-            "entities": docs,
-            "exceptions": exceptions_doc,
-            "reconciled": all(s.reconciled for s in summaries),
-        },
-    )
+    exceptions = _write_exceptions(run.snapshot.exceptions, exception_rows)
+    SnapshotManifest(
+        tool_version=__version__,
+        workspace=git_state(config.root),
+        config_sha256=config.sha256,
+        profile=ProfileRef(profile.name, profile.sha256),
+        source=SourceRef(mask_url(url), dialect),
+        cutoff=config.extract.cutoff.isoformat(),
+        timezone=config.workspace.timezone,
+        wave=_wave_ref(wave_config),
+        chunk_rows=config.extract.chunk_rows,
+        entities=docs,
+        exceptions=exceptions,
+        reconciled=all(s.reconciled for s in summaries),
+    ).write(run.snapshot.manifest)
     seconds = time.perf_counter() - started
-    _write_run_record(config, run_id, started_at, seconds, summaries)
+    _write_run_record(run, started_at, seconds, summaries)
     return ExtractResult(
         run_id=run_id,
         snapshot_dir=snapshot_dir,
-        manifest_sha256=sha256_file(manifest_path),
+        manifest_sha256=sha256_file(run.snapshot.manifest),
         entities=tuple(summaries),
-        exceptions_by_reason=exceptions_doc["by_reason"],
+        exceptions_by_reason=dict(exceptions.by_reason),
         seconds=seconds,
     )
 
@@ -267,16 +281,16 @@ def _extract_entities(
     config: Config,
     profile: SourceProfile,
     wave: WaveConfig | None,
-    snapshot_dir: Path,
+    run: RunDir,
     progress: Progress,
-) -> tuple[str, dict[str, Any], list[EntitySummary], list[dict[str, Any]]]:
+) -> tuple[str, dict[str, SnapshotEntity], list[EntitySummary], list[dict[str, Any]]]:
     """Every entity through one reader: dialect, manifest sections, summaries, exceptions."""
-    docs: dict[str, Any] = {}
+    docs: dict[str, SnapshotEntity] = {}
     summaries: list[EntitySummary] = []
     exception_rows: list[dict[str, Any]] = []
     with open_reader(url) as reader:
         for entity in ENTITIES:
-            extractor = _EntityExtractor(config, profile, entity, wave, snapshot_dir)
+            extractor = _EntityExtractor(config, profile, entity, wave, run)
             doc, summary, issues = extractor.run(reader, progress)
             docs[entity.name] = doc
             summaries.append(summary)
@@ -293,14 +307,14 @@ class _EntityExtractor:
         profile: SourceProfile,
         entity: Entity,
         wave: WaveConfig | None,
-        snapshot_dir: Path,
+        run: RunDir,
     ) -> None:
         self.config = config
         self.profile = profile
         self.entity = entity
         self.query: EntityQuery = profile.query(entity.name)
         self.wave = wave
-        self.path = snapshot_dir / f"{entity.name}.parquet"
+        self.path = run.snapshot.entity(entity.name)
         self.cutoff = config.extract.cutoff
         self.kept = _Totals()
         self.after = _Totals()
@@ -310,7 +324,7 @@ class _EntityExtractor:
 
     def run(
         self, reader: LegacyReader, progress: Progress
-    ) -> tuple[dict[str, Any], EntitySummary, list[dict[str, Any]]]:
+    ) -> tuple[SnapshotEntity, EntitySummary, list[dict[str, Any]]]:
         started = time.perf_counter()
         source = self._source_totals(reader)
         total_rows = sum(source.rows.values())
@@ -336,22 +350,22 @@ class _EntityExtractor:
                 task.advance(count)
         reconciled, differences = self._reconcile(source)
         groups = self.entity.total_groups
-        doc = {
-            "file": self.path.name,
-            "sha256": sha256_file(self.path),
-            "bytes": self.path.stat().st_size,
-            "rows": rows,
-            "rows_after_cutoff": after_cutoff,
-            "watermark": self.watermark.isoformat() if self.watermark else None,
-            "arrival_column": self.entity.arrival,
-            "exceptions": len(issues),
-            "source_totals": source.to_list(groups),
-            "snapshot_totals": self.kept.to_list(groups),
-            "after_cutoff_totals": self.after.to_list(groups),
-            "withheld_totals": self.withheld.to_list(groups),
-            "reconciled": reconciled,
-            "differences": differences,
-        }
+        doc = SnapshotEntity(
+            file=self.path.name,
+            sha256=sha256_file(self.path),
+            bytes=self.path.stat().st_size,
+            rows=rows,
+            rows_after_cutoff=after_cutoff,
+            watermark=self.watermark.isoformat() if self.watermark else None,
+            arrival_column=self.entity.arrival,
+            exceptions=len(issues),
+            source_totals=source.to_list(groups),
+            snapshot_totals=self.kept.to_list(groups),
+            after_cutoff_totals=self.after.to_list(groups),
+            withheld_totals=self.withheld.to_list(groups),
+            reconciled=reconciled,
+            differences=differences,
+        )
         summary = EntitySummary(
             name=self.entity.name,
             rows=rows,
@@ -558,15 +572,17 @@ class _EntityExtractor:
                 micro *= 10 ** (MICRO - self._group_exponent(key))
             self.withheld.add(key, 0, {issue.column: micro})
 
-    def _reconcile(self, source: _Totals) -> tuple[bool, list[dict[str, Any]]]:
-        differences = []
+    def _reconcile(
+        self, source: _Totals
+    ) -> tuple[bool, tuple[dict[str, Scalar | tuple[Scalar, ...]], ...]]:
+        differences: list[dict[str, Scalar | tuple[Scalar, ...]]] = []
         for key in sorted(
             set(source.rows) | set(self.kept.rows) | set(self.after.rows) | set(self.withheld.rows),
             key=lambda k: tuple("" if v is None else v for v in k),
         ):
             expected_rows = source.rows.get(key, 0)
             got_rows = self.kept.rows.get(key, 0) + self.after.rows.get(key, 0)
-            diff: dict[str, Any] = {}
+            diff: dict[str, Scalar] = {}
             if expected_rows != got_rows:
                 diff["rows"] = got_rows - expected_rows
             for name in self.entity.total_amounts:
@@ -578,8 +594,8 @@ class _EntityExtractor:
                 if expected != got:
                     diff[f"{name}_micro"] = got - expected
             if diff:
-                differences.append({"group": list(key), **diff})
-        return not differences, differences
+                differences.append({"group": tuple(key), **diff})
+        return not differences, tuple(differences)
 
     def _exception_row(self, table: pa.Table, issue: Issue) -> dict[str, Any]:
         key = table.column(self.entity.key)[issue.index].as_py()
@@ -682,43 +698,31 @@ def _take(exponents: Any, mask: Any) -> Any:
     return exponents[np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))]
 
 
-def _write_exceptions(snapshot_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    path = snapshot_dir / "exceptions.parquet"
+def _write_exceptions(path: Path, rows: list[dict[str, Any]]) -> ExceptionsFile:
     table = pa.Table.from_pylist(rows, schema=EXCEPTIONS_SCHEMA)
     pq.write_table(table, path, compression="zstd")
     by_reason: dict[str, int] = {}
     for row in rows:
         by_reason[row["reason_code"]] = by_reason.get(row["reason_code"], 0) + 1
-    return {
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "rows": len(rows),
-        "by_reason": dict(sorted(by_reason.items())),
-    }
+    return ExceptionsFile(path.name, sha256_file(path), len(rows), dict(sorted(by_reason.items())))
 
 
-def _wave_doc(wave: WaveConfig | None) -> dict[str, Any] | None:
+def _wave_ref(wave: WaveConfig | None) -> WaveRef | None:
     if wave is None:
         return None
-    return {"name": wave.name, "predicates": {col: list(vals) for col, vals in wave.predicates}}
+    return WaveRef(wave.name, {col: tuple(vals) for col, vals in wave.predicates})
 
 
 def _write_run_record(
-    config: Config,
-    run_id: str,
-    started_at: datetime,
-    seconds: float,
-    summaries: list[EntitySummary],
+    run: RunDir, started_at: datetime, seconds: float, summaries: list[EntitySummary]
 ) -> None:
     rows = sum(s.rows + s.rows_after_cutoff for s in summaries)
-    record = {
-        "run_id": run_id,
-        "phase": "extract",
-        "operator": os.environ.get("BILLMIG_OPERATOR") or getpass.getuser(),
-        "started_at": started_at.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(rows / seconds) if seconds else None,
-        "entities": {s.name: {"rows": s.rows, "seconds": s.seconds} for s in summaries},
-    }
-    write_json(config.runs_path / run_id / "run.json", record)
+    ExtractRecord(
+        run_id=run.run_id,
+        operator=operator(),
+        started_at=started_at.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        seconds=round(seconds, 3),
+        rows_per_second=round(rows / seconds) if seconds else None,
+        entities={s.name: EntityTiming(s.rows, s.seconds) for s in summaries},
+    ).write(run.extract_record)

@@ -23,9 +23,10 @@ from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK, InputError
 from migrate.core.manifest import sha256_file
 from migrate.core.rendering import TableData
+from migrate.core.runs import RunDir
 from migrate.core.target_schema import TARGET_TABLES
 
-EXPORT_FORMAT = "billmig-export/1"
+EXPORT_FORMAT = "billmig.export/1"
 _SUMS: dict[str, tuple[tuple[str, str], ...]] = {
     "billing_account": (("credit_limit_minor", "currency"),),
     "balance_bucket": (("amount_minor", "unit"), ("amount_units", "unit")),
@@ -78,20 +79,20 @@ class ExportResult:
 def run_export(config: Config, *, run_id: str, directory: Path) -> ExportResult:
     """Write the mapped run's tables as CSV files plus ``control.json`` into ``directory``."""
     started = time.perf_counter()
-    mapped = config.runs_path / run_id / "mapped"
-    if not (mapped / "manifest.json").exists():
+    mapped = RunDir.of(config, run_id).mapped
+    if not mapped.manifest.exists():
         raise InputError(
-            f"run {run_id} has no mapped output ({mapped})",
+            f"run {run_id} has no mapped output ({mapped.path})",
             hint=f"run `billmig map --run {run_id}` first",
         )
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
     for table in TARGET_TABLES:
-        files[f"{table.name}.csv"] = _export_table(mapped / f"{table.name}.parquet", directory)
+        files[f"{table.name}.csv"] = _export_table(mapped.table(table.name), directory)
     control = {
         "format": EXPORT_FORMAT,
         "run_id": run_id,
-        "mapped_manifest_sha256": sha256_file(mapped / "manifest.json"),
+        "mapped_manifest_sha256": sha256_file(mapped.manifest),
         "files": files,
     }
     (directory / "control.json").write_text(

@@ -19,28 +19,27 @@ unless forced.
 
 from __future__ import annotations
 
-import getpass
-import json
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from migrate.core.artifacts import LoadRecord, MappedManifest, SnapshotManifest
 from migrate.core.config import Config, mask_url
 from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_OK, InputError, TargetError
 from migrate.core.ledger import run_phase
-from migrate.core.manifest import sha256_file, write_json
+from migrate.core.manifest import sha256_file
 from migrate.core.progress import SILENT, Progress
+from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
+from migrate.core.runs import MappedFolder, PhaseFiles, RunDir
 from migrate.core.target_schema import (
     JOURNAL_METADATA,
     LEGACY_KEY_OF,
@@ -56,6 +55,25 @@ LOAD_STREAMS = 2
 """Tables loaded at once into a target without references yet (its two cores stay busy)."""
 ACTIVE = ("loading", "loaded", "cut_over", "rolling_back")
 """Load states in which a run's rows may be in the target."""
+
+
+def _loaded_rows(run: RunDir) -> int | None:
+    """Rows the load record counts (None when a rerun found the run already loaded)."""
+    record = LoadRecord.read_if_present(run.load_record)
+    return sum(record.rows.values()) if record else None
+
+
+LOAD = PhaseFiles(
+    "load",
+    inputs=lambda run: (run.mapped.manifest,),
+    output=lambda run: run.load_record,
+    rows=_loaded_rows,
+)
+"""What load reads (the mapped output) and leaves (its load record), for the ledger."""
+
+
+ROLLBACK = PhaseFiles("rollback", inputs=lambda run: (), output=lambda run: None)
+"""Rollback reads and leaves no file of the run: the target's journal is its evidence."""
 
 
 @dataclass(frozen=True)
@@ -119,43 +137,39 @@ class LoadResult:
 class _Mapped:
     """A mapped run ready to load."""
 
-    directory: Path
+    folder: MappedFolder
     manifest_sha256: str
     wave: str | None
 
     @classmethod
     def open(cls, config: Config, run_id: str) -> _Mapped:
-        directory = config.runs_path / run_id / "mapped"
-        manifest = directory / "manifest.json"
-        if not manifest.exists():
+        run = RunDir.of(config, run_id)
+        if not run.mapped.manifest.exists():
             raise InputError(
-                f"run {run_id} has no mapped output ({directory})",
+                f"run {run_id} has no mapped output ({run.mapped.path})",
                 hint=f"run `billmig map --run {run_id}` first",
             )
-        outputs = json.loads(manifest.read_text(encoding="utf-8"))["outputs"]
+        manifest = MappedManifest.read(run.mapped.manifest)
         for table in TARGET_TABLES:
-            path = directory / f"{table.name}.parquet"
-            expected = outputs.get(path.name, {}).get("sha256")
-            if not path.exists() or sha256_file(path) != expected:
+            path = run.mapped.table(table.name)
+            expected = manifest.output(path.name)
+            if not path.exists() or expected is None or sha256_file(path) != expected.sha256:
                 raise InputError(
                     f"{path.name} of run {run_id} is missing or changed since map",
                     hint=f"rerun `billmig map --run {run_id}`",
                 )
-        snapshot = json.loads(
-            (directory.parent / "snapshot" / "manifest.json").read_text(encoding="utf-8")
-        )
-        wave = (snapshot.get("wave") or {}).get("name")
-        return cls(directory, sha256_file(manifest), wave)
+        wave = SnapshotManifest.read(run.snapshot.manifest).wave_name
+        return cls(run.mapped, sha256_file(run.mapped.manifest), wave)
 
     def batches(self, table: str, batch_rows: int) -> Iterator[pa.Table]:
         """The table's rows, cut into batches the same way every time."""
-        parquet = pq.ParquetFile(self.directory / f"{table}.parquet")
+        parquet = pq.ParquetFile(self.folder.table(table))
         for batch in parquet.iter_batches(batch_size=batch_rows):
             yield pa.Table.from_batches([batch])
 
     def rows(self, table: str) -> int:
         """Rows in the table's file."""
-        return int(pq.ParquetFile(self.directory / f"{table}.parquet").metadata.num_rows)
+        return int(pq.ParquetFile(self.folder.table(table)).metadata.num_rows)
 
 
 def run_load(config: Config, *, run_id: str, progress: Progress = SILENT) -> LoadResult:
@@ -166,7 +180,7 @@ def run_load(config: Config, *, run_id: str, progress: Progress = SILENT) -> Loa
             or its inputs changed since (the run ledger).
         TargetError: the target refused a batch (message names table, batch, legacy key).
     """
-    return run_phase(config, "load", run_id, lambda: _load(config, run_id, progress))
+    return run_phase(config, LOAD, run_id, lambda: _load(config, run_id, progress))
 
 
 def _load(config: Config, run_id: str, progress: Progress) -> LoadResult:
@@ -192,20 +206,16 @@ def _load(config: Config, run_id: str, progress: Progress) -> LoadResult:
         engine.dispose()
     result = LoadResult(run_id, mask_url(url), claim.outcome, tables, time.perf_counter() - started)
     if result.outcome != "already loaded":
-        write_json(
-            config.runs_path / run_id / "load-run.json",
-            {
-                "phase": "load",
-                "run_id": run_id,
-                "target": result.target,
-                "outcome": result.outcome,
-                "operator": getpass.getuser(),
-                "started_at": started_at.isoformat(),
-                "finished_at": datetime.now(UTC).isoformat(),
-                "seconds": round(result.seconds, 3),
-                "rows": {t.name: t.rows for t in tables},
-            },
-        )
+        LoadRecord(
+            run_id=run_id,
+            target=result.target,
+            outcome=result.outcome,
+            operator=operator(),
+            started_at=started_at.isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
+            seconds=round(result.seconds, 3),
+            rows={t.name: t.rows for t in tables},
+        ).write(RunDir.of(config, run_id).load_record)
     return result
 
 
@@ -295,7 +305,7 @@ def _claim(engine: sa.Engine, url: str, run_id: str, mapped: _Mapped, batch_rows
             "mapped_manifest_sha256": mapped.manifest_sha256,
             "batch_rows": batch_rows,
             "status": "loading",
-            "operator": os.environ.get("BILLMIG_OPERATOR") or getpass.getuser(),
+            "operator": operator(),
             "started_at": _now(),
             "finished_at": None,
         }
@@ -515,7 +525,7 @@ def run_rollback(config: Config, *, run_id: str, force: bool = False) -> Rollbac
     Raises:
         InputError: the run was cut over (without ``force``), or the workspace is busy.
     """
-    return run_phase(config, "rollback", run_id, lambda: _rollback(config, run_id, force))
+    return run_phase(config, ROLLBACK, run_id, lambda: _rollback(config, run_id, force))
 
 
 def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:

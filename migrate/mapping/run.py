@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import multiprocessing
 import shutil
@@ -29,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from migrate import __version__
+from migrate.core.artifacts import (
+    Coverage,
+    MappedManifest,
+    MappedOutput,
+    MapPolicyRecord,
+    MapRecord,
+    MoneyConservation,
+    SnapshotManifest,
+)
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import run_phase
-from migrate.core.manifest import canonical_json, git_state, sha256_file, write_json
+from migrate.core.manifest import git_state, sha256_file
 from migrate.core.progress import SILENT, Progress
+from migrate.core.provenance import operator
 from migrate.core.reasons import ReasonCode, Severity
 from migrate.core.rendering import TableData
+from migrate.core.runs import MappedFolder, PhaseFiles, RunDir
 from migrate.core.target_schema import TARGET_TABLES, arrow_schema
 from migrate.mapping.account_partition import (
     FORECAST_COLUMNS,
@@ -71,17 +82,16 @@ from migrate.mapping.parties import map_parties
 from migrate.mapping.policy import MapPolicy
 from migrate.mapping.tariffs import TariffMap, load_tariff_map
 
-MAPPED_FORMAT = "billmig-mapped/1"
+MAP = PhaseFiles(
+    "map",
+    inputs=lambda run: (run.snapshot.manifest,),
+    output=lambda run: run.mapped.manifest,
+    config_inputs=lambda config: (config.map.tariffs, config.map.dispositions),
+    rows=lambda run: MapRecord.read(run.map_record).rows.get("lineage") or None,
+)
+"""What map reads (the snapshot, the tariff and disposition files) and leaves, for the ledger."""
 BATCH_ROWS = 200_000
 TARGET_SCHEMAS = {table.name: arrow_schema(table) for table in TARGET_TABLES}
-FORECAST_SCHEMA = pa.schema(
-    [
-        (name, pa.int64() if name.endswith("_minor") else pa.string())
-        for name in FORECAST_COLUMNS
-        if name != "next_charge_date"
-    ]
-    + [("next_charge_date", pa.date32())]
-)
 _ACCOUNT_ENTITIES: dict[str, tuple[str, ...] | None] = {
     "accounts": None,
     "payments": None,
@@ -110,6 +120,19 @@ class MoneyTotals:
         """Zero when every minor unit is accounted for."""
         return (self.legacy_balance_minor - self.held_balance_minor) - (
             self.target_net_minor - self.explained_minor
+        )
+
+    def record(self) -> MoneyConservation:
+        """The manifest's form, with the difference written out."""
+        return MoneyConservation(
+            currency=self.currency,
+            accounts=self.accounts,
+            legacy_balance_minor=self.legacy_balance_minor,
+            explained_minor=self.explained_minor,
+            held_balance_minor=self.held_balance_minor,
+            target_net_minor=self.target_net_minor,
+            difference_minor=self.difference_minor,
+            withheld_balances=self.withheld_balances,
         )
 
 
@@ -225,13 +248,14 @@ def run_map(config: Config, *, run_id: str, progress: Progress = SILENT) -> MapR
         InputError: no such run, an incomplete or altered snapshot, or a bad mapping file;
             extract has not run for it or its inputs changed since (the run ledger).
     """
-    return run_phase(config, "map", run_id, lambda: _map(config, run_id, progress))
+    return run_phase(config, MAP, run_id, lambda: _map(config, run_id, progress))
 
 
 def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
     started = time.perf_counter()
-    run_dir = config.runs_path / run_id
-    snapshot = _Snapshot.open(run_dir / "snapshot")
+    started_at = datetime.now(UTC)
+    run = RunDir.of(config, run_id)
+    snapshot = _Snapshot.open(run)
     tariffs = load_tariff_map(config.resolve(config.map.tariffs))
     dispositions = load_dispositions(config.resolve(config.map.dispositions))
     policy = MapPolicy(
@@ -243,32 +267,31 @@ def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
         unconsented=config.map.unconsented,
         roaming_lookback_days=config.map.roaming_lookback_days,
     )
-    partial = run_dir / "mapped.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = run.mapped_staging
+    shutil.rmtree(partial.path, ignore_errors=True)
+    partial.path.mkdir(parents=True)
     try:
         job = _MapJob(config, snapshot, tariffs, dispositions, policy, partial, run_id)
         summary = job.run(progress)
         manifest = _write_manifest(job, summary)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(partial.path, ignore_errors=True)
         raise
-    mapped = run_dir / "mapped"
+    mapped = run.mapped.path
     shutil.rmtree(mapped, ignore_errors=True)
-    partial.rename(mapped)
+    partial.path.rename(mapped)
     seconds = time.perf_counter() - started
-    write_json(
-        run_dir / "map-run.json",
-        {
-            "run_id": run_id,
-            "phase": "map",
-            "seconds": round(seconds, 3),
-            "stage_seconds": job.stage_seconds,
-            "partitions": job.partitions,
-            "workers": job.workers,
-            "rows": summary["rows"],
-        },
-    )
+    MapRecord(
+        run_id=run_id,
+        operator=operator(),
+        started_at=started_at.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        seconds=round(seconds, 3),
+        stage_seconds=job.stage_seconds,
+        partitions=job.partitions,
+        workers=job.workers,
+        rows=summary["rows"],
+    ).write(run.map_record)
     return MapResult(
         run_id=run_id,
         mapped_dir=mapped,
@@ -286,45 +309,47 @@ def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
 class _Snapshot:
     """A verified snapshot: its manifest, cutoff and files."""
 
-    directory: Path
-    manifest: dict[str, Any]
+    run: RunDir
+    manifest: SnapshotManifest
     manifest_sha256: str
 
     @classmethod
-    def open(cls, directory: Path) -> _Snapshot:
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.exists():
+    def open(cls, run: RunDir) -> _Snapshot:
+        if not run.snapshot.manifest.exists():
             raise InputError(
-                f"no complete snapshot in {directory}",
+                f"no complete snapshot in {run.snapshot}",
                 hint="run `billmig extract` first and pass its run id to --run",
             )
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if not manifest.get("reconciled"):
+        manifest = SnapshotManifest.read(run.snapshot.manifest)
+        if not manifest.reconciled:
             raise InputError(
-                f"the snapshot in {directory} does not reconcile with legacy control totals",
+                f"the snapshot in {run.snapshot} does not reconcile with legacy control totals",
                 hint="investigate the extract differences and extract again",
             )
-        for doc in [*manifest["entities"].values(), manifest["exceptions"]]:
-            path = directory / doc["file"]
-            if not path.exists() or sha256_file(path) != doc["sha256"]:
+        for name, sha256 in [
+            *((e.file, e.sha256) for e in manifest.entities.values()),
+            (manifest.exceptions.file, manifest.exceptions.sha256),
+        ]:
+            path = run.snapshot.path / name
+            if not path.exists() or sha256_file(path) != sha256:
                 raise InputError(
                     f"snapshot file {path.name} is missing or changed since extract",
                     hint="extract again; a snapshot is never edited by hand",
                 )
-        return cls(directory, manifest, sha256_file(manifest_path))
+        return cls(run, manifest, sha256_file(run.snapshot.manifest))
 
     @property
-    def cutoff(self) -> Any:
+    def cutoff(self) -> datetime:
         """The snapshot moment (naive local datetime)."""
-        return pd.Timestamp(self.manifest["cutoff"]).to_pydatetime()
+        return self.manifest.cutoff_at
 
     def rows(self, entity: str) -> int:
         """Rows of ``entity`` in the snapshot."""
-        return int(self.manifest["entities"][entity]["rows"])
+        return self.manifest.entities[entity].rows
 
     def path(self, entity: str) -> Path:
         """The entity's Parquet file."""
-        return self.directory / f"{entity}.parquet"
+        return self.run.snapshot.entity(entity)
 
     def batches(self, entity: str, columns: Iterable[str] | None = None) -> Iterator[pa.Table]:
         """The entity in row batches, optionally only some columns."""
@@ -337,7 +362,7 @@ class _Snapshot:
     @functools.cached_property
     def extract_exceptions(self) -> pd.DataFrame:
         """The extractor's exception rows."""
-        found: pd.DataFrame = pq.read_table(self.directory / "exceptions.parquet").to_pandas()
+        found: pd.DataFrame = pq.read_table(self.run.snapshot.exceptions).to_pandas()
         return found
 
 
@@ -354,15 +379,15 @@ _UNIQUE_COLUMNS = {"msisdn", "iccid", "name", "national_id", "detail"}
 class _Outputs:
     """One Parquet writer per output table, written partition by partition in order."""
 
-    def __init__(self, directory: Path, schemas: dict[str, pa.Schema], run_id: str) -> None:
-        self.directory = directory
+    def __init__(self, out: MappedFolder, schemas: dict[str, pa.Schema], run_id: str) -> None:
+        self.out = out
         self.run_id = run_id
         self.schemas = schemas
         self.rows = dict.fromkeys(schemas, 0)
         self.counts: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in _COUNTED}
         self._writers = {
             name: pq.ParquetWriter(
-                directory / f"{name}.parquet",
+                out.table(name),
                 schema,
                 compression="zstd",
                 use_dictionary=[f.name for f in schema if not _unique_text(f.name)],
@@ -411,7 +436,7 @@ class _MapJob:
         tariffs: TariffMap,
         dispositions: Dispositions,
         policy: MapPolicy,
-        out_dir: Path,
+        out: MappedFolder,
         run_id: str,
     ) -> None:
         self.config = config
@@ -419,11 +444,11 @@ class _MapJob:
         self.tariffs = tariffs
         self.dispositions = dispositions
         self.policy = policy
-        self.out_dir = out_dir
+        self.out = out
         self.run_id = run_id
         self.partitions = max(1, math.ceil(snapshot.rows("accounts") / config.map.bucket_accounts))
         self.workers = config.map.workers
-        self.forecast_path = out_dir / "topup_forecast.csv"
+        self.forecast_path = out.topup_forecast
         self.stage_seconds: dict[str, float] = {}
         self.pool: ProcessPoolExecutor | None = None
         self.totals: list[pd.DataFrame] = []
@@ -449,10 +474,10 @@ class _MapJob:
                 self.pool = None
 
     def _run(self, progress: Progress) -> dict[str, Any]:
-        outputs = _Outputs(self.out_dir, _OUTPUT_SCHEMAS, self.run_id)
+        outputs = _Outputs(self.out, _OUTPUT_SCHEMAS, self.run_id)
         # The forecast grows partition by partition (accounts sorted within each partition).
         self.forecast_path.write_text(",".join(FORECAST_COLUMNS) + "\n", encoding="utf-8")
-        with tempfile.TemporaryDirectory(dir=self.out_dir, prefix=".work-") as work:
+        with tempfile.TemporaryDirectory(dir=self.out.path, prefix=".work-") as work:
             try:
                 with self._timed("catalogue"):
                     self._write_extract_exceptions(outputs)
@@ -763,37 +788,37 @@ def _map_partition(paths: dict[str, Path], shared: tuple[BucketContext, str]) ->
 
 
 def _write_manifest(job: _MapJob, summary: dict[str, Any]) -> str:
+    rows = {MappedFolder.file_name(name): count for name, count in summary["rows"].items()}
     outputs = {
-        path.name: {"sha256": sha256_file(path)}
-        for path in sorted(job.out_dir.iterdir())
+        path.name: MappedOutput(sha256_file(path), rows.get(path.name))
+        for path in sorted(job.out.path.iterdir())
         if path.is_file()
     }
-    for name, rows in summary["rows"].items():
-        outputs[f"{name}.parquet"]["rows"] = rows
-    document = {
-        "format": MAPPED_FORMAT,
-        "tool_version": __version__,
-        "workspace": git_state(job.config.root),
-        "config_sha256": job.config.sha256,
-        "snapshot_manifest_sha256": job.snapshot.manifest_sha256,
-        "tariffs_sha256": job.tariffs.sha256,
-        "dispositions_sha256": job.dispositions.sha256,
-        "policy": {
-            "namespace": job.policy.namespace,
-            "cutoff": job.policy.cutoff.isoformat(),
-            "write_off_below_minor": job.policy.write_off_below_minor,
-            "debt_threshold_minor": job.policy.debt_threshold_minor,
-            "small_debt": job.policy.small_debt,
-            "unconsented": job.policy.unconsented,
-            "roaming_lookback_days": job.policy.roaming_lookback_days,
-        },
-        "partitions": job.partitions,
-        "outputs": outputs,
-        "exceptions_by_reason": summary["exceptions_by_reason"],
-        "outcomes": summary["outcomes"],
-        "totals": [asdict(t) | {"difference_minor": t.difference_minor} for t in summary["totals"]],
-        "coverage": summary["coverage"],
-    }
-    path = job.out_dir / "manifest.json"
-    path.write_text(canonical_json(document) + "\n", encoding="utf-8")
+    coverage = summary["coverage"]
+    path = job.out.manifest
+    MappedManifest(
+        tool_version=__version__,
+        workspace=git_state(job.config.root),
+        config_sha256=job.config.sha256,
+        snapshot_manifest_sha256=job.snapshot.manifest_sha256,
+        tariffs_sha256=job.tariffs.sha256,
+        dispositions_sha256=job.dispositions.sha256,
+        policy=MapPolicyRecord(
+            namespace=job.policy.namespace,
+            cutoff=job.policy.cutoff.isoformat(),
+            write_off_below_minor=job.policy.write_off_below_minor,
+            debt_threshold_minor=job.policy.debt_threshold_minor,
+            small_debt=job.policy.small_debt,
+            unconsented=job.policy.unconsented,
+            roaming_lookback_days=job.policy.roaming_lookback_days,
+        ),
+        partitions=job.partitions,
+        outputs=outputs,
+        exceptions_by_reason=summary["exceptions_by_reason"],
+        outcomes=summary["outcomes"],
+        totals=tuple(t.record() for t in summary["totals"]),
+        coverage=Coverage(
+            tuple(coverage["unmapped_legacy_codes"]), tuple(coverage["unused_mapping_rows"])
+        ),
+    ).write(path)
     return sha256_file(path)

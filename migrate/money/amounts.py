@@ -219,8 +219,3 @@ def as_decimal(value: object) -> Decimal | None:
     except (InvalidOperation, UnicodeDecodeError):
         return None
     return result if result.is_finite() else None
-
-
-def minor_units_already(values: Sequence[object]) -> ConvertedAmounts:
-    """Amounts a profile declares as already in minor units: each must be a whole number."""
-    return to_minor(values, 0)

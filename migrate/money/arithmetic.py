@@ -6,8 +6,9 @@ the configured unit (a whole currency unit by default, as in the Kcell example, 
 unit) with the configured mode. A daily rate is never rounded first: 2000 / 31 rounded to
 64.52 and multiplied back by 31 gives 2000.12, not 2000.
 
-Scalar functions serve rules and tests; the ``*_array`` twins do the same integer arithmetic on
-numpy arrays for mapping millions of rows without a Python loop.
+Python integers throughout, so any size is exact. ``prorate`` and ``allocate`` are SPEC §2's
+rules for the first prorated charge and for splits; mapping calls them once it carries first
+charges (issue 20).
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-
-import numpy as np
-import numpy.typing as npt
-
-IntArray = npt.NDArray[np.int64]
 
 
 class RoundingMode(StrEnum):
@@ -59,7 +55,7 @@ class RoundingPolicy:
 def round_fraction(numerator: int, denominator: int, policy: RoundingPolicy, exponent: int) -> int:
     """``numerator / denominator`` minor units rounded once by ``policy``; in minor units.
 
-    Python integers, so any size is exact; :func:`round_fraction_array` is the int64 twin.
+    Python integers, so any size is exact.
 
     Raises:
         ValueError: a zero or negative denominator.
@@ -79,26 +75,6 @@ def round_fraction(numerator: int, denominator: int, policy: RoundingPolicy, exp
     return sign * whole * step
 
 
-def round_fraction_array(
-    numerators: IntArray, denominators: IntArray, policy: RoundingPolicy, exponent: int
-) -> IntArray:
-    """Element-wise :func:`round_fraction` on int64 arrays."""
-    if np.any(denominators <= 0):
-        raise ValueError("a rounding denominator must be positive")
-    step = policy.step(exponent)
-    scaled = denominators * step
-    sign = np.where(numerators < 0, -1, 1)
-    magnitude = np.abs(numerators)
-    whole, rest = np.divmod(magnitude, scaled)
-    if policy.mode is RoundingMode.HALF_UP:
-        whole = whole + (2 * rest >= scaled)
-    elif policy.mode is RoundingMode.HALF_EVEN:
-        whole = whole + ((2 * rest > scaled) | ((2 * rest == scaled) & (whole % 2 == 1)))
-    else:  # FLOOR rounds toward minus infinity, so a negative remainder adds one unit
-        whole = whole + ((sign < 0) & (rest > 0))
-    return np.asarray(sign * whole * step, dtype=np.int64)
-
-
 def days_left_in_month(day: date) -> tuple[int, int]:
     """Days charged for joining on ``day`` (the day itself through month end) and month length."""
     days_in_month = calendar.monthrange(day.year, day.month)[1]
@@ -113,17 +89,6 @@ def prorate(fee_minor: int, joined: date, policy: RoundingPolicy, exponent: int 
     """
     days_left, days_in_month = days_left_in_month(joined)
     return round_fraction(fee_minor * days_left, days_in_month, policy, exponent)
-
-
-def prorate_array(
-    fee_minor: IntArray,
-    days_left: IntArray,
-    days_in_month: IntArray,
-    policy: RoundingPolicy,
-    exponent: int = 2,
-) -> IntArray:
-    """Element-wise :func:`prorate` given day counts (vectorised mapping)."""
-    return round_fraction_array(fee_minor * days_left, days_in_month, policy, exponent)
 
 
 def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:

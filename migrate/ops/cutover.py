@@ -8,36 +8,48 @@ Every criterion is printed with its evidence; the gate opens only when all hold:
   ``billmig window breaches`` recorded for it);
 * every required role (``[signoff] roles``) approved the pack's *current* manifest hash, and its
   latest decision is not a rejection;
-* the post-snapshot delta is replayed and reconciled (``runs/<run>/delta.json``, written by
-  ``billmig delta``), and the restricted-services window is open (``runs/window.json``) —
+* the post-snapshot delta is replayed and reconciled (``runs/<run>/delta-run.json``, written
+  by ``billmig delta``), and the restricted-services window is open (``runs/window.json``) —
   each checked once its record exists; without one the evidence says so.
 
-On success the cutover is recorded in the ledger and ``runs/<run>/cutover.json``, and the
+On success the cutover is recorded in the ledger and ``runs/<run>/cutover-run.json``, and the
 target marks the run ``cut_over``: from then on ``rollback`` needs ``--force``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from migrate.core.artifacts import DeltaRecord
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK
 from migrate.core.ledger import run_phase
 from migrate.core.manifest import write_json
+from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
+from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
 from migrate.load.run import mark_cut_over
 from migrate.mapping.dispositions import load_dispositions
+from migrate.ops.window import window_state
+from validate.artifacts import Verdict
 from validate.pack import manifest_hash, read_signoffs, verify_pack
+
+CUTOVER_FORMAT = "billmig.cutover-run/1"
+
+
+CUTOVER = PhaseFiles(
+    "cutover",
+    inputs=lambda run: (run.signoff.manifest,),
+    output=lambda run: run.cutover_record,
+)
+"""What the gate reads (the pack, through its manifest) and leaves on GO, for the ledger."""
 
 
 @dataclass(frozen=True)
@@ -89,47 +101,52 @@ class CutoverResult:
 
 
 def run_cutover(config: Config, *, run_id: str) -> CutoverResult:
-    """Check every criterion; on GO record the cutover (ledger, cutover.json, target status).
+    """Check every criterion; on GO record the cutover (ledger, its record, target status).
 
     Raises:
         InputError: the run's phases have not all run, or are stale (the run ledger).
     """
-    return run_phase(config, "cutover", run_id, lambda: _gate(config, run_id))
+    return run_phase(config, CUTOVER, run_id, lambda: _gate(config, run_id))
 
 
 def _gate(config: Config, run_id: str) -> CutoverResult:
-    run_dir = config.runs_path / run_id
-    current = manifest_hash(run_dir)
+    run = RunDir.of(config, run_id)
+    current = manifest_hash(run)
     checks = (
-        _verdict(run_dir),
-        _pack(run_dir),
-        _blocking(config, run_dir),
-        *_signoffs(config, run_dir, current),
-        _delta(run_dir),
-        _window(config.runs_path),
+        _verdict(run),
+        _pack(run),
+        _blocking(config, run),
+        *_signoffs(config, run, current),
+        _delta(run),
+        _window(RunsFolder.of(config)),
     )
     result = CutoverResult(run_id, checks, current)
     if result.go:
         mark_cut_over(config, run_id)
         write_json(
-            run_dir / "cutover.json",
-            {**result.to_dict(), "at": datetime.now(UTC).isoformat(timespec="seconds")},
+            run.cutover_record,
+            {
+                "format": CUTOVER_FORMAT,
+                **result.to_dict(),
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "operator": operator(),
+            },
         )
     return result
 
 
-def _verdict(run_dir: Path) -> GateCheck:
-    verdict = json.loads((run_dir / "validation" / "verdict.json").read_text(encoding="utf-8"))
-    failed = [c["name"] for c in verdict["criteria"] if not c["passed"]]
+def _verdict(run: RunDir) -> GateCheck:
+    verdict = Verdict.read(run.validation.verdict)
+    failed = verdict.failed_criteria
     return GateCheck(
         "validation PASS",
-        verdict["verdict"] == "PASS",
+        verdict.passed,
         "PASS" if not failed else "FAIL: " + "; ".join(failed),
     )
 
 
-def _pack(run_dir: Path) -> GateCheck:
-    found = verify_pack(run_dir)
+def _pack(run: RunDir) -> GateCheck:
+    found = verify_pack(run)
     named = [*found.changed, *found.missing, *found.added, *found.problems]
     return GateCheck(
         "sign-off pack intact",
@@ -138,9 +155,9 @@ def _pack(run_dir: Path) -> GateCheck:
     )
 
 
-def _blocking(config: Config, run_dir: Path) -> GateCheck:
+def _blocking(config: Config, run: RunDir) -> GateCheck:
     exceptions = pq.read_table(
-        run_dir / "mapped" / "exceptions.parquet",
+        run.mapped.exceptions,
         columns=["reason_code", "severity", "disposition"],
     )
     open_blocks = exceptions.filter(
@@ -150,7 +167,7 @@ def _blocking(config: Config, run_dir: Path) -> GateCheck:
         str(v["values"]): int(v["counts"])
         for v in pc.value_counts(open_blocks["reason_code"]).to_pylist()
     }
-    breaches = _open_breaches(config, run_dir)
+    breaches = _open_breaches(config, run)
     if breaches:
         found["FREEZE_BREACH"] = found.get("FREEZE_BREACH", 0) + breaches
     counts = sorted(found.items())
@@ -164,9 +181,9 @@ def _blocking(config: Config, run_dir: Path) -> GateCheck:
     )
 
 
-def _open_breaches(config: Config, run_dir: Path) -> int:
+def _open_breaches(config: Config, run: RunDir) -> int:
     """Freeze breaches found for the run that no disposition covers."""
-    path = run_dir / "freeze_breaches.csv"
+    path = run.freeze_breaches
     if not path.is_file():
         return 0
     with path.open(encoding="utf-8", newline="") as handle:
@@ -177,8 +194,8 @@ def _open_breaches(config: Config, run_dir: Path) -> int:
     return int(decided["disposition"].isna().sum())
 
 
-def _signoffs(config: Config, run_dir: Path, current: str) -> list[GateCheck]:
-    decisions, problems = read_signoffs(run_dir)
+def _signoffs(config: Config, run: RunDir, current: str) -> list[GateCheck]:
+    decisions, problems = read_signoffs(run)
     checks = []
     for role in config.signoff.roles:
         mine = [d for d in decisions if d.role == role]
@@ -198,36 +215,23 @@ def _signoffs(config: Config, run_dir: Path, current: str) -> list[GateCheck]:
     return checks
 
 
-def _recorded(
-    name: str, path: Path, absent: str, judge: Callable[[dict[str, Any]], tuple[bool, str]]
-) -> GateCheck:
-    """A criterion that binds once its phase has left a record, and says so until then."""
-    if not path.exists():
-        return GateCheck(name, True, absent)
-    passed, evidence = judge(json.loads(path.read_text(encoding="utf-8")))
-    return GateCheck(name, passed, evidence)
+def _delta(run: RunDir) -> GateCheck:
+    name = "delta replayed and reconciled"
+    delta = DeltaRecord.read_if_present(run.delta_record)
+    if delta is None:
+        return GateCheck(
+            name, True, "no post-snapshot delta recorded for this run (billmig delta has not run)"
+        )
+    evidence = f"{delta.events} event(s) replayed; reconciled: {delta.reconciled}"
+    return GateCheck(name, delta.reconciled, evidence)
 
 
-def _delta(run_dir: Path) -> GateCheck:
-    return _recorded(
-        "delta replayed and reconciled",
-        run_dir / "delta.json",
-        "no post-snapshot delta recorded for this run (billmig delta has not run)",
-        lambda d: (
-            bool(d.get("reconciled")),
-            f"{d.get('events', 0)} event(s) replayed; reconciled: {d.get('reconciled')}",
-        ),
+def _window(runs: RunsFolder) -> GateCheck:
+    name = "restricted-services window open"
+    window = window_state(runs)
+    if window.state == "none":
+        return GateCheck(name, True, "no window recorded (billmig window open has not run)")
+    evidence = f"window {window.state}: opened {window.opened_at}" + (
+        f", closed {window.closed_at}" if window.closed_at else ""
     )
-
-
-def _window(runs_path: Path) -> GateCheck:
-    return _recorded(
-        "restricted-services window open",
-        runs_path / "window.json",
-        "no window recorded (billmig window open has not run)",
-        lambda w: (
-            w.get("state") == "open",
-            f"window {w.get('state')}: opened {w.get('opened_at')}"
-            + (f", closed {w['closed_at']}" if w.get("closed_at") else ""),
-        ),
-    )
+    return GateCheck(name, window.state == "open", evidence)

@@ -16,16 +16,16 @@ effect, so a replay skips what was applied and changes nothing the second time.
 Writes ``runs/<run>/delta/events.parquet`` (every event as legacy has it: the legacy side
 ``validate`` reconciles against), ``delta/not_replayed.parquet`` (events of accounts the run
 did not load: another wave's, or accounts left out with a reason) and
-``runs/<run>/delta.json`` (counts, rows created and removed per table, and whether every
+``runs/<run>/delta-run.json`` (counts, rows created and removed per table, and whether every
 event has its action and every account's net moved by exactly its events), which the cutover
 gate reads.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -35,13 +35,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from migrate.core.artifacts import DeltaRecord, SnapshotManifest
 from migrate.core.config import Config, mask_url
 from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceError, TargetError
 from migrate.core.ledger import latest, read_ledger, run_phase
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
-from migrate.core.manifest import write_json
 from migrate.core.rendering import TableData
+from migrate.core.runs import PhaseFiles, RunDir
 from migrate.core.target_schema import METADATA
 from migrate.extract.profiles import load_profile
 from migrate.money.amounts import to_minor
@@ -57,6 +58,14 @@ EVENTS_SCHEMA = pa.schema(
         ("arrived_at", pa.timestamp("us")), ("idempotency_key", pa.string()),
     ]
 )  # fmt: skip
+
+
+DELTA = PhaseFiles(
+    "delta",
+    inputs=lambda run: (run.snapshot.manifest, run.load_record),
+    output=lambda run: run.delta_record,
+)
+"""What delta reads (the snapshot's cutoff, the load) and leaves (its record), for the ledger."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ class DeltaResult:
     applied: int
     already: int
     rows_created: dict[str, int]
-    """By this replay (delta.json counts over every replay of the run)."""
+    """By this replay (the delta record counts over every replay of the run)."""
     rows_removed: dict[str, int]
     reconciled: bool
     problems: tuple[str, ...]
@@ -121,7 +130,7 @@ class DeltaResult:
         return EXIT_OK if self.reconciled else EXIT_CHECKS_FAILED
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (also ``runs/<run>/delta.json``)."""
+        """JSON-ready form (also ``runs/<run>/delta-run.json``)."""
         return {**self.__dict__, "problems": list(self.problems)}
 
     def tables(self) -> list[TableData]:
@@ -158,36 +167,46 @@ def run_delta(config: Config, *, run_id: str) -> DeltaResult:
             f"delta of run {run_id} needs the run loaded first",
             hint=f"run billmig load --run {run_id}",
         )
-    return run_phase(config, "delta", run_id, lambda: _delta(config, run_id))
+    return run_phase(config, DELTA, run_id, lambda: _delta(config, run_id))
 
 
 def _delta(config: Config, run_id: str) -> DeltaResult:
-    run_dir = config.runs_path / run_id
-    manifest = json.loads((run_dir / "snapshot" / "manifest.json").read_text(encoding="utf-8"))
-    cutoff = datetime.fromisoformat(manifest["cutoff"])
+    run = RunDir.of(config, run_id)
+    cutoff = SnapshotManifest.read(run.snapshot.manifest).cutoff_at
     url = config.target_url()
     accounts = _run_accounts(url, run_id)
     found = sorted(_events(config, run_id, cutoff), key=lambda e: (e.arrived_at, e.entity,
                                                                     e.legacy_key))  # fmt: skip
     events = [e for e in found if e.account_no in accounts]
     outside = [e for e in found if e.account_no not in accounts]
-    _write_events(run_dir / "delta" / "events.parquet", events)
-    _write_events(run_dir / "delta" / "not_replayed.parquet", outside)
+    _write_events(run.delta.events, events)
+    _write_events(run.delta.not_replayed, outside)
     result = replace(_replay(config, url, run_id, accounts, events), not_in_run=len(outside))
-    _record(run_dir / "delta.json", result)
+    _record(run.delta_record, result)
     return result
 
 
 def _record(path: Path, result: DeltaResult) -> None:
-    """delta.json: this replay, with rows created and removed counted over every replay."""
-    previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    document = result.to_dict()
-    for name in ("rows_created", "rows_removed"):
-        total = dict(previous.get(name, {}))
-        for table, rows in getattr(result, name).items():
-            total[table] = int(total.get(table, 0)) + rows
-        document[name] = total
-    write_json(path, document)
+    """The delta record: this replay, with rows created and removed counted over every replay."""
+    previous = DeltaRecord.read_if_present(path)
+    DeltaRecord(
+        run_id=result.run_id,
+        target=result.target,
+        events=result.events,
+        applied=result.applied,
+        already=result.already,
+        not_in_run=result.not_in_run,
+        reconciled=result.reconciled,
+        problems=result.problems,
+        rows_created=_summed(previous.rows_created if previous else {}, result.rows_created),
+        rows_removed=_summed(previous.rows_removed if previous else {}, result.rows_removed),
+        money_by_currency=result.money_by_currency,
+    ).write(path)
+
+
+def _summed(before: Mapping[str, int], now: Mapping[str, int]) -> dict[str, int]:
+    """Rows per table over every replay: what earlier replays counted plus this one."""
+    return {table: before.get(table, 0) + now.get(table, 0) for table in sorted({*before, *now})}
 
 
 def _run_accounts(url: str, run_id: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK
 from migrate.core.progress import SILENT, Progress
 from migrate.core.rendering import TableData
+from migrate.core.runs import RunsFolder
 from migrate.extract.run import ExtractResult, new_run_id, run_extract
 from migrate.load.run import LoadResult, run_load
 from migrate.mapping.run import MapResult, run_map
@@ -97,15 +98,14 @@ class DemoResult:
 
 def run_demo(config: Config, *, accounts: int = 20_000, progress: Progress = SILENT) -> DemoResult:
     """Generate the demo databases under ``runs/demo/`` and run every phase on them."""
-    demo_dir = config.runs_path / "demo"
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    legacy_db = demo_dir / "legacy.sqlite"
-    target_db = demo_dir / "target.sqlite"
+    demo = RunsFolder.of(config).demo
+    demo.path.mkdir(parents=True, exist_ok=True)
+    legacy_db, target_db = demo.legacy_db, demo.target_db
     target_db.unlink(missing_ok=True)  # a fresh target: the demo loads one run into it
     synth = run_synth(
         f"sqlite:///{legacy_db}",
         SynthOptions(accounts=accounts, seed=DEMO_SEED),
-        demo_dir / "planted.json",
+        demo.planted,
         replace=True,
         progress=progress,
     )

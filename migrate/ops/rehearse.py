@@ -18,7 +18,6 @@ rehearsal run that target still holds, and compares with the previous rehearsal.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,10 +33,12 @@ from migrate.core.errors import EXIT_OK, ConfigError, InputError, TargetError
 from migrate.core.ledger import PHASES, latest, read_ledger
 from migrate.core.progress import SILENT, Progress
 from migrate.core.rendering import TableData
+from migrate.core.runs import MappedFolder, RunDir
 from migrate.core.target_schema import LOAD_RUN
 from migrate.extract.run import new_run_id, run_extract
 from migrate.load.run import RollbackResult, run_load, run_rollback
 from migrate.mapping.run import run_map
+from validate.artifacts import Totals, Verdict
 from validate.report import run_report
 from validate.run import run_validate
 
@@ -283,14 +284,14 @@ def compare_runs(config: Config, run_a: str, run_b: str) -> Comparison:
     Raises:
         InputError: a run is missing or has not been validated.
     """
-    dirs = [config.runs_path / run for run in (run_a, run_b)]
-    for run_dir in dirs:
-        if not (run_dir / "validation" / "totals.json").is_file():
+    dirs = [RunDir.of(config, run) for run in (run_a, run_b)]
+    for run in dirs:
+        if not run.validation.totals.is_file():
             raise InputError(
-                f"run {run_dir.name} has no validation totals",
-                hint=f"validate run {run_dir.name} first (billmig validate --run {run_dir.name})",
+                f"run {run.run_id} has no validation totals",
+                hint=f"validate run {run.run_id} first (billmig validate --run {run.run_id})",
             )
-    totals = [_flatten(_read(d / "validation" / "totals.json")) for d in dirs]
+    totals = [_flatten(Totals.read(d.validation.totals).to_dict()) for d in dirs]
     drift = tuple(
         (metric, totals[0].get(metric), totals[1].get(metric))
         for metric in sorted(set(totals[0]) | set(totals[1]))
@@ -304,7 +305,7 @@ def compare_runs(config: Config, run_a: str, run_b: str) -> Comparison:
         run_b,
         drift,
         _exception_changes(dirs[0], dirs[1]),
-        _outputs(dirs[0] / "mapped", dirs[1] / "mapped"),
+        _outputs(dirs[0].mapped, dirs[1].mapped),
         timings,
         _forecast(config, dirs[1], timed[1]),
     )
@@ -312,10 +313,6 @@ def compare_runs(config: Config, run_a: str, run_b: str) -> Comparison:
 
 def _seconds(entries: dict[str, Any], phase: str) -> float | None:
     return entries[phase].seconds if phase in entries else None
-
-
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _flatten(document: Any, prefix: str = "") -> dict[str, int]:
@@ -338,10 +335,10 @@ def _flatten(document: Any, prefix: str = "") -> dict[str, int]:
     return found
 
 
-def _exception_keys(run_dir: Path) -> dict[tuple[str, str, str], bool]:
+def _exception_keys(run: RunDir) -> dict[tuple[str, str, str], bool]:
     """(reason code, entity, legacy key) → whether it has a disposition."""
     table = pq.read_table(
-        run_dir / "mapped" / "exceptions.parquet",
+        run.mapped.exceptions,
         columns=["reason_code", "entity", "legacy_key", "disposition"],
     )
     return {
@@ -352,7 +349,7 @@ def _exception_keys(run_dir: Path) -> dict[tuple[str, str, str], bool]:
     }
 
 
-def _exception_changes(run_a: Path, run_b: Path) -> tuple[tuple[str, int, int, int], ...]:
+def _exception_changes(run_a: RunDir, run_b: RunDir) -> tuple[tuple[str, int, int, int], ...]:
     before, after = _exception_keys(run_a), _exception_keys(run_b)
     codes = sorted({k[0] for k in before} | {k[0] for k in after})
     rows = []
@@ -366,15 +363,16 @@ def _exception_changes(run_a: Path, run_b: Path) -> tuple[tuple[str, int, int, i
     return tuple(rows)
 
 
-def _outputs(mapped_a: Path, mapped_b: Path) -> tuple[tuple[str, bool], ...]:
-    names = sorted(
-        {p.name for p in mapped_a.glob("*.parquet")} | {p.name for p in mapped_b.glob("*.parquet")}
-    )
+def _outputs(mapped_a: MappedFolder, mapped_b: MappedFolder) -> tuple[tuple[str, bool], ...]:
     return tuple(
-        (name, (mapped_a / name).is_file() and (mapped_b / name).is_file()
-         and content_sha256(mapped_a / name) == content_sha256(mapped_b / name))
-        for name in names
-    )  # fmt: skip
+        (MappedFolder.file_name(name), _same_content(mapped_a.table(name), mapped_b.table(name)))
+        for name in sorted(mapped_a.tables() | mapped_b.tables())
+    )
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    """Both files exist and hold the same rows (the run_id column set aside)."""
+    return a.is_file() and b.is_file() and content_sha256(a) == content_sha256(b)
 
 
 def content_sha256(path: Path) -> str:
@@ -394,10 +392,9 @@ def _batches_without_run_id(path: Path) -> Iterator[pa.RecordBatch]:
     yield from parquet.iter_batches(batch_size=100_000, columns=columns)
 
 
-def _forecast(config: Config, run_dir: Path, entries: dict[str, Any]) -> Forecast | None:
+def _forecast(config: Config, run: RunDir, entries: dict[str, Any]) -> Forecast | None:
     seconds = sum(entries[p].seconds or 0.0 for p in TIMED if p in entries)
-    verdict = _read(run_dir / "validation" / "verdict.json")
-    accounts = int(verdict.get("reconciliation", {}).get("accounts", 0))
+    accounts = Verdict.read(run.validation.verdict).reconciliation.accounts
     if not seconds or not accounts:
         return None
     return Forecast(

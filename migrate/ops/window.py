@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import csv
-import getpass
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,13 +30,23 @@ from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceE
 from migrate.core.ledger import PhaseContext, run_phase
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.manifest import write_json
+from migrate.core.provenance import operator
 from migrate.core.reasons import ReasonCode
 from migrate.core.rendering import TableData
+from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
 from migrate.extract.profiles import load_profile
 from migrate.money.arithmetic import format_major
 
 POLICY_FILE = "mappings/window.toml"
-STATE_FILE = "window.json"
+STATE_FORMAT = "billmig.window/1"
+WINDOW = PhaseFiles(
+    "window",
+    inputs=lambda run: (),
+    output=lambda run: run.runs_folder.window_state,
+    config_inputs=lambda config: (POLICY_FILE,),
+)
+"""What the window reads (its policy) and leaves (its state file), for the ledger; its run id
+in the ledger is ``window``."""
 STATUSES = ("allowed", "limited", "blocked")
 
 
@@ -124,7 +133,12 @@ class WindowState:
 
 def window_status(config: Config) -> WindowState:
     """The window's state as ``runs/window.json`` records it (``none`` before any)."""
-    path = config.runs_path / STATE_FILE
+    return window_state(RunsFolder.of(config))
+
+
+def window_state(runs: RunsFolder) -> WindowState:
+    """The window's state as the runs folder's state file records it (``none`` before any)."""
+    path = runs.window_state
     if not path.is_file():
         return WindowState("none")
     doc = json.loads(path.read_text(encoding="utf-8"))
@@ -148,7 +162,7 @@ def open_window(
         raise InputError("the window is already open", hint="billmig window status")
     policy = load_policy(config)
     return run_phase(
-        config, "window", "window", lambda: _open(config, policy, start, end, forecast_run),
+        config, WINDOW, "window", lambda: _open(config, policy, start, end, forecast_run),
         PhaseContext(label="open"),
     )  # fmt: skip
 
@@ -159,7 +173,7 @@ def _open(
     notices = _write_notices(config, policy, start, end, forecast_run)
     state = WindowState(
         "open", str(start), str(end), datetime.now(UTC).isoformat(timespec="seconds"),
-        getpass.getuser(), None, policy.sha256, tuple(str(n) for n in notices),
+        operator(), None, policy.sha256, tuple(str(n) for n in notices),
     )  # fmt: skip
     _save(config, state, policy)
     return state
@@ -184,13 +198,14 @@ def close_window(config: Config) -> WindowState:
         _save(config, closed, policy)
         return closed
 
-    return run_phase(config, "window", "window", close, PhaseContext(label="close"))
+    return run_phase(config, WINDOW, "window", close, PhaseContext(label="close"))
 
 
 def _save(config: Config, state: WindowState, policy: Policy) -> None:
     write_json(
-        config.runs_path / STATE_FILE,
+        RunsFolder.of(config).window_state,
         {
+            "format": STATE_FORMAT,
             **state.to_dict(),
             "operations": {
                 name: {"status": op.status, **op.texts} for name, op in policy.operations.items()
@@ -252,7 +267,7 @@ def check_operation(config: Config, operation: str) -> Check:
 def _write_notices(
     config: Config, policy: Policy, start: date, end: date, forecast_run: str | None
 ) -> list[Path]:
-    folder = config.runs_path / "window" / "notices"
+    folder = RunsFolder.of(config).window_notices
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for language in policy.languages:
@@ -271,7 +286,7 @@ def _write_notices(
 def _topup_reminders(
     config: Config, policy: Policy, start: date, run_id: str, folder: Path
 ) -> Path:
-    forecast = config.runs_path / run_id / "mapped" / "topup_forecast.csv"
+    forecast = RunDir.of(config, run_id).mapped.topup_forecast
     if not policy.topup_reminder:
         raise InputError(
             f"{POLICY_FILE} has no [topup_reminder] texts", hint="add them, or open without --run"
@@ -355,7 +370,7 @@ def find_breaches(config: Config, *, run_id: str) -> Breaches:
     finally:
         engine.dispose()
     rows = tuple((str(o[0]), str(o[1]), str(o[2]), str(o[3])) for o in orders if o[2] in blocked)
-    path = config.runs_path / run_id / "freeze_breaches.csv"
+    path = RunDir.of(config, run_id).freeze_breaches
     path.parent.mkdir(parents=True, exist_ok=True)
     code = ReasonCode.FREEZE_BREACH
     with path.open("w", encoding="utf-8", newline="") as handle:

@@ -23,7 +23,6 @@ DAY = np.timedelta64(86400, "s")
 
 DEBT_THRESHOLD_MINOR = 500
 """Map's default small-debt threshold (5 KZT): clean debts are at least this, planted ones below."""
-ROAMING_LOOKBACK_DAYS = 30
 """Map's default roaming look-back: planted roaming debts are covered by charges inside it."""
 
 PLANTED_CODES: tuple[ReasonCode, ...] = (

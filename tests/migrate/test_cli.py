@@ -62,6 +62,15 @@ def test_broken_config_exits_2(in_workspace: Path, capsys: pytest.CaptureFixture
     assert "not valid TOML" in capsys.readouterr().err
 
 
+def test_the_old_run_id_spelling_is_refused_with_the_new_one(
+    in_workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["extract", "--run-id", "r1"]) == 2
+    err = capsys.readouterr().err
+    assert "--run-id is now --run" in err and "billmig extract --run r1" in err
+    assert not (in_workspace / "runs" / "r1").exists()
+
+
 def test_interrupt_exits_130(in_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import migrate.extract.run
 
@@ -79,10 +88,10 @@ def test_synth_then_extract_json(
     assert main(["--quiet", "synth", "--url", url, "--accounts", "300"]) == 0
     assert (in_workspace / "runs/synth/planted.json").exists()
     capsys.readouterr()
-    assert main(["--json", "--config", "billmig.toml", "extract", "--run-id", "r1"]) == 2
+    assert main(["--json", "--config", "billmig.toml", "extract", "--run", "r1"]) == 2
     assert "BILLMIG_SOURCE_URL" in capsys.readouterr().err
     monkeypatch.setenv("BILLMIG_SOURCE_URL", url)
-    assert main(["--json", "extract", "--run-id", "r1"]) == 0
+    assert main(["--json", "extract", "--run", "r1"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["reconciled"] is True
     assert {e["name"] for e in document["entities"]} >= {"accounts", "lines", "payments"}

@@ -127,7 +127,7 @@ def test_charges_then_a_payment_replayed_once(loaded: dict[str, Any]) -> None:
         0,
         [("roaming", 5000)],
     )
-    recorded = json.loads((config.runs_path / "r1" / "delta.json").read_text())
+    recorded = json.loads((config.runs_path / "r1" / "delta-run.json").read_text())
     assert recorded["rows_created"] == {"balance_action": 3, "debt_item": 2}
     assert recorded["rows_removed"] == {"debt_item": 1}
     assert recorded["money_by_currency"] == {
@@ -186,7 +186,7 @@ def test_synth_window_activity_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     pack = run_report(config, run_id="r1").directory
     assert "Delta replayed after the snapshot" in (pack / "report.html").read_text("utf-8")
     manifest = json.loads((pack / "manifest.json").read_text())
-    assert {"delta.json", "delta/events.parquet"} <= set(manifest["artifacts"])
+    assert {"delta-run.json", "delta/events.parquet"} <= set(manifest["artifacts"])
     monkeypatch.chdir(tmp_path)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)

@@ -21,11 +21,12 @@ import pytest
 
 from migrate.core.config import Config, load_config
 from migrate.core.errors import InputError
-from migrate.core.ledger import read_ledger, runs_overview
+from migrate.core.ledger import read_ledger
 from migrate.extract.run import run_extract
 from migrate.load.run import run_load, run_rollback
 from migrate.mapping.run import run_map
 from migrate.ops.cutover import run_cutover
+from migrate.ops.overview import runs_overview
 from migrate.ops.rehearse import compare_runs, run_rehearsal
 from migrate.synth import SynthOptions, run_synth
 from validate.pack import record_signoff
@@ -67,7 +68,7 @@ def _config(workspace: dict[str, Any]) -> Config:
 
 def test_phases_refuse_to_run_out_of_order(workspace: dict[str, Any]) -> None:
     config = _config(workspace)
-    with pytest.raises(InputError, match=r"needs extract first.*billmig extract --run-id early"):
+    with pytest.raises(InputError, match=r"needs extract first.*billmig extract --run early"):
         run_map(config, run_id="early")
     run_extract(config, run_id="early")
     with pytest.raises(InputError, match=r"load first.*billmig load --run early"):
@@ -111,7 +112,7 @@ def test_a_killed_holder_does_not_block_the_next_phase(workspace: dict[str, Any]
         [sys.executable, "-c",
          "import sys, time; from pathlib import Path\n"
          "from migrate.core.lock import workspace_lock\n"
-         "with workspace_lock(Path(sys.argv[1]), 'map', 'other'):\n"
+         "with workspace_lock(Path(sys.argv[1]) / '.billmig.lock', 'map', 'other'):\n"
          "    print('held', flush=True); time.sleep(60)",
          str(config.runs_path)],
         stdout=subprocess.PIPE, text=True,
@@ -210,7 +211,7 @@ def test_the_cutover_gate(rehearsals: dict[str, Any]) -> None:
         record_signoff(config, run_id=run_id, role=role, name=f"{role} person", decision="approve")
     go = run_cutover(config, run_id=run_id)
     assert go.go and go.exit_code == 0, go.checks
-    assert (config.runs_path / run_id / "cutover.json").is_file()
+    assert (config.runs_path / run_id / "cutover-run.json").is_file()
     assert runs_overview(config).runs[-1][3]["cutover"] == "ok"
     with pytest.raises(InputError, match="was cut over"):
         run_rollback(config, run_id=run_id)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from migrate.core.db import create_engine
 from migrate.core.errors import ConfigError, InputError, TargetError
 from migrate.core.lock import workspace_lock
+from migrate.core.runs import RunsFolder
 from migrate.core.target_schema import LOAD_JOURNAL, LOAD_RUN, METADATA, TARGET_TABLES
 from migrate.extract.run import run_extract
 from migrate.load.export import run_export
@@ -272,7 +273,8 @@ def test_a_second_phase_is_refused_while_one_holds_the_workspace(
     runs: dict[str, Any], tmp_path: Path
 ) -> None:
     config = _config(runs, f"sqlite:///{tmp_path / 'target.sqlite'}")
-    with workspace_lock(config.runs_path, "map", "other-run"), pytest.raises(InputError) as busy:
+    lock = RunsFolder.of(config).lock
+    with workspace_lock(lock, "map", "other-run"), pytest.raises(InputError) as busy:
         run_load(config, run_id="kcell")
     assert "map of run other-run by" in str(busy.value)
     assert "since" in str(busy.value)

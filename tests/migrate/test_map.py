@@ -8,7 +8,7 @@ the checks that span partitions (duplicate numbers and clients, orphans) cross t
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import pytest
 
 from migrate.cli.main import main
 from migrate.core.errors import InputError
-from migrate.core.ledger import append_entry, read_ledger
+from migrate.core.ledger import read_ledger
+from migrate.core.runs import RunsFolder
 from migrate.core.target_schema import TARGET_TABLES
 from migrate.extract.run import run_extract
 from migrate.mapping.run import MapResult, run_map
@@ -248,7 +249,9 @@ def test_map_refuses_a_missing_or_altered_snapshot(
     ledger = read_ledger(config.runs_path)
     extract = [e for e in ledger if e.run_id == "r1" and e.phase == "extract"][-1]
     recorded = {k.replace("/r1/", "/altered/"): v for k, v in extract.outputs.items()}
-    append_entry(config.runs_path, replace(extract, run_id="altered", outputs=recorded))
+    forged = replace(extract, run_id="altered", outputs=recorded)
+    with RunsFolder.of(config).ledger.open("a", encoding="utf-8") as ledger_file:
+        ledger_file.write(json.dumps(asdict(forged)) + "\n")
     copy.mkdir()
     snapshot = extracted["root"] / "runs" / "r1" / "snapshot"
     (copy / "snapshot").mkdir()

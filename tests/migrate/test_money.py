@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 from fractions import Fraction
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,7 +16,6 @@ from migrate.money.arithmetic import (
     allocate,
     days_left_in_month,
     prorate,
-    prorate_array,
     round_fraction,
 )
 
@@ -62,13 +60,6 @@ def test_a_daily_rate_is_never_rounded_first() -> None:
     assert round_fraction(200_000 * 31, 31, TIYN, 2) == 200_000
 
 
-def test_vectorised_proration_matches_the_scalar_one() -> None:
-    fees = np.array([200_000, 200_000, 100_100], dtype=np.int64)
-    left = np.array([22, 1, 15], dtype=np.int64)
-    month = np.array([31, 31, 30], dtype=np.int64)
-    assert prorate_array(fees, left, month, EVEN).tolist() == [141_900, 6_500, 50_000]
-
-
 @given(
     st.integers(min_value=-(10**12), max_value=10**12),
     st.integers(min_value=1, max_value=10**6),
@@ -85,25 +76,6 @@ def test_one_rounding_step_is_within_half_a_unit_of_the_exact_value(
         assert exact - step < rounded <= exact
     else:
         assert abs(rounded - exact) <= Fraction(step, 2)
-
-
-@given(
-    st.lists(st.integers(min_value=-(10**12), max_value=10**12), min_size=1, max_size=30),
-    st.integers(min_value=1, max_value=10**5),
-    st.sampled_from([UP, EVEN, FLOOR, TIYN]),
-)
-def test_array_rounding_agrees_with_the_scalar_one(
-    numerators: list[int], denominator: int, policy: RoundingPolicy
-) -> None:
-    from migrate.money.arithmetic import round_fraction_array
-
-    array = round_fraction_array(
-        np.array(numerators, dtype=np.int64),
-        np.full(len(numerators), denominator, dtype=np.int64),
-        policy,
-        2,
-    )
-    assert array.tolist() == [round_fraction(n, denominator, policy, 2) for n in numerators]
 
 
 def test_scalar_rounding_is_exact_beyond_64_bits() -> None:

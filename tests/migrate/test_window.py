@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from migrate.cli.main import main
 from migrate.core.config import load_config
 from migrate.core.db import create_engine
+from migrate.core.runs import RunDir, RunsFolder
 from migrate.extract.run import run_extract
 from migrate.mapping.run import run_map
 from migrate.ops.cutover import _open_breaches, _window
@@ -77,14 +78,14 @@ def test_the_window_from_open_to_close(workspace: dict[str, Any], capsys: Any) -
         ("900000", "FREEZE_BREACH", "block")
     ]
     config = workspace["config"]
-    assert _open_breaches(config, root / "runs" / "r1") == 1  # the gate counts it as blocking
+    assert _open_breaches(config, RunDir.of(config, "r1")) == 1  # the gate counts it as blocking
     dispositions = root / "mappings" / "dispositions.csv"
     with dispositions.open("a", encoding="utf-8") as handle:
         handle.write("orders,900000,FREEZE_BREACH,fix_in_source,CRM lead,2016-07-02,reversed\n")
-    assert _open_breaches(config, root / "runs" / "r1") == 0
-    assert _window(config.runs_path).passed  # the cutover gate's window criterion
+    assert _open_breaches(config, RunDir.of(config, "r1")) == 0
+    assert _window(RunsFolder.of(config)).passed  # the cutover gate's window criterion
     assert main(["window", "close"]) == 0
-    assert not _window(config.runs_path).passed
+    assert not _window(RunsFolder.of(config)).passed
     assert main(["window", "check", "tariff_change"]) == 0
     assert main(["window", "check", "voice_call"]) == 0
     ledger = [json.loads(line) for line in (root / "runs" / "ledger.jsonl").open()]

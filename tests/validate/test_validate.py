@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from migrate.core.db import create_engine
+from migrate.core.runs import RunDir
 from migrate.extract.run import run_extract
 from migrate.load.run import run_load
 from migrate.mapping.run import run_map
@@ -228,7 +229,7 @@ def _datacompy_differences(loaded: dict[str, Any]) -> set[str]:
     """The accounts datacompy finds different between validate's expected and actual tables."""
     import datacompy
 
-    run_dir = loaded["root"] / "runs" / "r1"
+    run_dir = RunDir.at(loaded["root"] / "runs" / "r1")
     dispositions = loaded["root"] / "mappings" / "dispositions.csv"
     with workbench(loaded["root"] / "oracle") as duck:
         per_account_sides(duck, run_dir, loaded["target"], pd.Timestamp("2016-07-01"), dispositions)

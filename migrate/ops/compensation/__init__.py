@@ -21,7 +21,6 @@ is applied (exit 1) until the rule file decides those plans.
 from __future__ import annotations
 
 import csv
-import getpass
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -38,7 +37,9 @@ from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceError, TargetError
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.manifest import write_json
+from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
+from migrate.core.runs import RunDir, RunsFolder
 from migrate.core.target_schema import METADATA
 from migrate.extract.profiles import load_profile
 from migrate.money.amounts import to_minor
@@ -185,10 +186,10 @@ def run_compensate(
     subscribers = _subscribers(config, url, scope, rule_file.languages[0])
     credits, gaps = _credits(config, rule_file, incident, subscribers, days)
     applied, already = (0, 0) if gaps else _apply(config, url, incident, credits)
-    out = config.runs_path / f"compensation-{incident}"
+    out = RunsFolder.of(config).compensation(incident)
     digest = _write_pack(config, out, rule_file, credits, gaps, start, end, scope)
     return CompensationResult(
-        incident, rule_file.title, out, tuple(credits), tuple(gaps), applied, already, digest
+        incident, rule_file.title, out.path, tuple(credits), tuple(gaps), applied, already, digest
     )
 
 
@@ -377,40 +378,41 @@ def _apply(config: Config, url: str, incident: str, credits: list[Credit]) -> tu
 
 
 def _write_pack(
-    config: Config, out: Path, rule_file: RuleFile, credits: list[Credit], gaps: list[Gap],
+    config: Config, out: RunDir, rule_file: RuleFile, credits: list[Credit], gaps: list[Gap],
     start: date, end: date, scope: Scope,
 ) -> str:  # fmt: skip
     from validate.masking import neutralise
     from validate.pack import write_manifest
 
-    folder = out / "compensation"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = out.compensation
+    folder.path.mkdir(parents=True, exist_ok=True)
 
-    def table(name: str, header: list[str], rows: list[list[object]]) -> None:
-        with (folder / name).open("w", encoding="utf-8", newline="") as handle:
+    def table(path: Path, header: list[str], rows: list[list[object]]) -> None:
+        with path.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
             writer.writerows([["" if v is None else neutralise(v) for v in row] for row in rows])
 
-    table("actions.csv",
+    table(folder.actions,
           ["idempotency_key", "rule", "band", "kind", "account_no", "line", "amount_minor",
            "amount_units", "currency"],
           [[c.idempotency_key, c.rule, c.band, c.kind, c.account_no, c.product_key,
             c.amount_minor, c.amount_units, c.currency] for c in credits])  # fmt: skip
-    table("sms.csv", ["account_no", "line", "language", "text"],
+    table(folder.sms, ["account_no", "line", "language", "text"],
           [[c.account_no, c.product_key, c.language, c.text] for c in credits])  # fmt: skip
-    table("gaps.csv", ["reason_code", "rule", "offering", "kind", "data_mb", "has_video",
+    table(folder.gaps, ["reason_code", "rule", "offering", "kind", "data_mb", "has_video",
                        "bands_matched", "subscribers"],
           [["RULE_GAP", g.rule, g.offering, g.kind, g.data_mb, g.has_video,
             "; ".join(g.bands), g.subscribers] for g in gaps])  # fmt: skip
+    incident = out.run_id.removeprefix("compensation-")
     write_json(
-        folder / "totals.json",
-        {"incident": out.name, "title": rule_file.title, "period": [str(start), str(end)],
+        folder.totals,
+        {"incident": incident, "title": rule_file.title, "period": [str(start), str(end)],
          "scope": scope.describe(), "rule_file_sha256": rule_file.sha256,
          "totals": totals(credits), "rule_gaps": len(gaps), "credits": len(credits)},
     )  # fmt: skip
     _, digest = write_manifest(
-        config, out, masked=True, operator=getpass.getuser(), previous=None, rules=rule_file.path
+        config, out, masked=True, operator=operator(), previous=None, rules=rule_file.path
     )
     return digest
 

@@ -1,0 +1,25 @@
+"""Who ran something, and where: the one answer every ledger line and artifact records.
+
+``BILLMIG_OPERATOR`` names the person when the OS account is shared (a jump host's
+``migration`` user); otherwise the OS user is the operator. Every record that says who did
+something (ledger lines, the workspace lock, run records, verdicts, packs, the window state,
+compensations) asks :func:`operator`, so no two of them can name different people.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+
+OPERATOR_VARIABLE = "BILLMIG_OPERATOR"
+
+
+def operator() -> str:
+    """The person running billmig: ``$BILLMIG_OPERATOR``, else the OS user."""
+    return os.environ.get(OPERATOR_VARIABLE, "").strip() or getpass.getuser()
+
+
+def host() -> str:
+    """The machine billmig runs on."""
+    return socket.gethostname()
