@@ -39,7 +39,9 @@ def _check(words: list[str]) -> None:
         words = words[1:]
         command = command.commands.get(words[0])
         assert command is not None, f"no subcommand {words[0]!r}"
-    known = {o for p in command.params for o in getattr(p, "opts", [])}
+    known = {  # a hidden option is an old spelling kept only to refuse it with a hint
+        o for p in command.params if not getattr(p, "hidden", False) for o in getattr(p, "opts", [])
+    }
     for word in words[1:]:
         if word.startswith("--"):
             assert word.split("=")[0] in known, f"{words[0]} has no option {word}"
