@@ -136,9 +136,7 @@ def synth(
 @click.option(
     "--run", "run_id", default=None, help="Name of the new run (default: UTC time + random)."
 )
-@click.option(
-    "--run-id", "old_run_id", hidden=True, callback=_renamed("--run"), expose_value=False
-)
+@click.option("--run-id", "old_run_id", hidden=True, callback=_renamed("--run"), expose_value=False)
 @pass_state
 def extract(state: _State, wave: str | None, run_id: str | None) -> int:
     """Snapshot the legacy database into runs/<run_id>/snapshot/ (read-only)."""
