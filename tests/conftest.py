@@ -41,6 +41,20 @@ def _admin(url: str, what: str) -> sa.Engine:
     return engine
 
 
+@pytest.fixture(scope="session", autouse=True)
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Private signing keys of the test session: never the real ~/.config/billmig/keys."""
+    folder = tmp_path_factory.mktemp("keys")
+    before = os.environ.get("BILLMIG_KEY_DIR")
+    os.environ["BILLMIG_KEY_DIR"] = str(folder)
+    os.environ.pop("BILLMIG_SIGNER", None)
+    yield folder
+    if before is None:
+        os.environ.pop("BILLMIG_KEY_DIR", None)
+    else:
+        os.environ["BILLMIG_KEY_DIR"] = before
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'legacy.sqlite'}"
@@ -99,6 +113,10 @@ def workspace(tmp_path: Path) -> Path:
     config = (repo / "billmig.toml").read_text(encoding="utf-8")
     (root / "billmig.toml").write_text(config, encoding="utf-8")
     (root / "mappings").symlink_to(repo / "mappings")
+    from migrate.core.config import load_config
+    from tests.migrate.helpers import register_signers
+
+    register_signers(load_config(root / "billmig.toml", environ={}))
     return root
 
 

@@ -3,11 +3,16 @@
 Masked by default, in stable pseudonyms so two mentions of one subscriber still match:
 
 * MSISDNs keep the operator code and the last two digits: ``+7 701 *** ** 67``;
-* national IDs (12-digit IIN/BIN) become ``IIN#`` and ten hex digits of a SHA-256 keyed with
-  the workspace namespace (the same ID gives the same pseudonym in every pack of the workspace,
-  and the digits cannot be read back without the key);
+* national IDs (12-digit IIN/BIN, and every raw value the snapshot holds for the clients the
+  exceptions mention, however malformed: ``400406 355305``, ``IIN-4004…``) become ``IIN#`` and
+  ten hex digits of an HMAC-SHA-256 keyed with the workspace's masking secret (the same ID
+  gives the same pseudonym in every pack of the workspace; without the secret the pseudonyms
+  can be neither read back nor enumerated from the repository);
 * names known to the snapshot become ``name#`` and ten hex digits likewise; numbers known to
   the snapshot (however malformed) keep only their last two digits.
+
+The secret is ``[masking] key`` in the workspace's git-ignored ``.secrets.toml``, made on first
+use (:func:`masking_secret`); it never enters ``billmig.toml`` or a pack.
 
 CSV cells that a spreadsheet would run as a formula (beginning with ``= + - @``, or a tab or
 carriage return) are prefixed with an apostrophe.
@@ -17,9 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+import secrets
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+
+from migrate.core.config import SECRETS_FILE, Config
+from migrate.core.errors import ConfigError
 
 MSISDN = re.compile(r"(?<![\d+])(?:\+?7|8)((?:[\s\-()]*\d){10})(?!\d)")
 """A Kazakh number written any of the ways legacy systems write it: +7 701 123 45 67,
@@ -33,11 +44,13 @@ class Masker:
     """Replaces personal data in text with stable pseudonyms (or leaves it, when disabled)."""
 
     key: str
-    """Workspace namespace: keys the pseudonyms."""
+    """The workspace's masking secret: keys the pseudonyms."""
     names: frozenset[str] = field(default_factory=frozenset)
     """Names the text may contain (clients that exceptions mention)."""
     numbers: frozenset[str] = field(default_factory=frozenset)
     """Numbers as legacy wrote them, however malformed (lines that exceptions mention)."""
+    national_ids: frozenset[str] = field(default_factory=frozenset)
+    """National IDs as legacy wrote them, however malformed (clients exceptions mention)."""
     enabled: bool = True
 
     def text(self, value: str) -> str:
@@ -47,9 +60,12 @@ class Masker:
         for name in sorted(self.names, key=len, reverse=True):
             if name in value:
                 value = value.replace(name, self.pseudonym("name", name))
+        for raw in sorted(self.national_ids, key=len, reverse=True):
+            if raw in value:
+                value = value.replace(raw, self.pseudonym("IIN", re.sub(r"\s", "", raw)))
         for number in sorted(self.numbers, key=len, reverse=True):
-            if number in value:
-                value = value.replace(number, _masked_number(number))
+            if number in value:  # a '+' written before it goes too: never "++7 …"
+                value = re.sub(r"\+*" + re.escape(number), _masked_number(number), value)
         value = MSISDN.sub(_masked_msisdn, value)
         return NATIONAL_ID.sub(lambda m: self.pseudonym("IIN", m.group(0)), value)
 
@@ -62,6 +78,11 @@ class Masker:
         """The same masker knowing these names too."""
         known = {n.strip() for n in names if n and len(n.strip()) >= 3}
         return replace(self, names=self.names | frozenset(known))
+
+    def with_national_ids(self, ids: Iterable[str | None]) -> Masker:
+        """The same masker knowing these raw national IDs too (any shape)."""
+        known = {i.strip() for i in ids if i and sum(c.isdigit() for c in i) >= 5}
+        return replace(self, national_ids=self.national_ids | frozenset(known))
 
     def with_numbers(self, numbers: Iterable[str | None]) -> Masker:
         """The same masker knowing these raw numbers too."""
@@ -80,6 +101,37 @@ def _masked_number(raw: str) -> str:
     if len(digits) == 11 and digits[0] in "78":
         return f"+7 {digits[1:4]} *** ** {digits[-2:]}"
     return f"*** ** {digits[-2:]}"
+
+
+def masking_secret(config: Config) -> str:
+    """The workspace's masking secret from ``.secrets.toml``; made (and saved) on first use.
+
+    Raises:
+        ConfigError: ``.secrets.toml`` is not valid TOML or its ``[masking] key`` is empty.
+    """
+    path = config.root / SECRETS_FILE
+    if path.is_file():
+        try:
+            section = tomllib.loads(path.read_text(encoding="utf-8")).get("masking", {})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}", hint="fix the file") from None
+        if isinstance(section, dict) and "key" in section:
+            key = section["key"]
+            if not isinstance(key, str) or len(key) < 32:
+                raise ConfigError(
+                    f"{path}: [masking] key must be a secret of 32 characters or more",
+                    hint="remove the line: a new secret is made on the next report",
+                )
+            return key
+    key = secrets.token_hex(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+        handle.write(
+            "\n# Keys the pseudonyms of masked packs; made by billmig on first use. Keep it:\n"
+            "# a new one gives the same subscriber a new pseudonym. Never commit it.\n"
+            f'[masking]\nkey = "{key}"\n'
+        )
+    return key
 
 
 def neutralise(cell: object) -> object:

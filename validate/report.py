@@ -39,8 +39,9 @@ from migrate.core.rendering import TableData
 from migrate.core.runs import PackFolder, PhaseFiles, RunDir, ValidationFolder
 from validate.artifacts import Totals, Verdict
 from validate.charts import bar_chart
-from validate.masking import Masker, neutralise
-from validate.pack import read_signoffs, tool_version, write_manifest
+from validate.masking import Masker, masking_secret, neutralise
+from validate.pack import read_signoffs, rolled_back_since, tool_version, write_manifest
+from validate.signing import BUILDER, load_registry, signing_key
 
 SAMPLES_PER_CODE = 3
 REPORT = PhaseFiles(
@@ -117,20 +118,32 @@ class ReportResult:
         ]
 
 
-def run_report(config: Config, *, run_id: str, unmasked: bool = False) -> ReportResult:
-    """Build the sign-off pack of a validated run.
+def run_report(
+    config: Config, *, run_id: str, unmasked: bool = False, signer: str | None = None
+) -> ReportResult:
+    """Build and sign the sign-off pack of a validated run.
+
+    ``signer`` is the builder's signer id (else ``$BILLMIG_SIGNER``, else the one registered
+    builder whose private key is on this machine).
 
     Raises:
-        InputError: the run has not been validated, or its inputs changed since (the ledger).
+        InputError: the run has not been validated, was rolled back since it was loaded, its
+            inputs changed since (the ledger), or there is no builder key to sign with.
     """
-    return run_phase(config, REPORT, run_id, lambda: _report(config, run_id, unmasked))
+    if (when := rolled_back_since(config, run_id)) is not None:  # refused before it is recorded
+        raise InputError(
+            f"run {run_id} was rolled back at {when}: a pack of it would describe nothing",
+            hint=f"load and validate it again (billmig load --run {run_id}), then report",
+        )
+    return run_phase(config, REPORT, run_id, lambda: _report(config, run_id, unmasked, signer))
 
 
-def _report(config: Config, run_id: str, unmasked: bool) -> ReportResult:
+def _report(config: Config, run_id: str, unmasked: bool, signer: str | None) -> ReportResult:
     run = RunDir.of(config, run_id)
     validation = run.validation
     if not validation.manifest.is_file():
         raise InputError(f"run {run_id} has not been validated", hint="run billmig validate first")
+    signing = signing_key(config, load_registry(config), BUILDER, signer)
     out = run.signoff
     _clear(out)
     for source in _copied(validation):
@@ -147,7 +160,7 @@ def _report(config: Config, run_id: str, unmasked: bool) -> ReportResult:
     html = _render(context)
     out.report_html.write_text(html, encoding="utf-8")
     _pdf(html, out.report_pdf)
-    _, digest = write_manifest(config, run, masked=not unmasked, operator=who)
+    _, digest = write_manifest(config, run, masked=not unmasked, signing=signing)
     return ReportResult(run_id, out.path, verdict.verdict, not unmasked, digest, len(exceptions))
 
 
@@ -155,7 +168,12 @@ def _clear(out: PackFolder) -> None:
     """Empty the pack folder, keeping the sign-off history (bound to earlier manifests)."""
     out.path.mkdir(parents=True, exist_ok=True)
     for path in out.path.iterdir():
-        if path == out.signoffs:
+        if path in (
+            out.signoffs,
+            out.signoff_signatures,
+            out.signoffs_head,
+            out.signoffs_head_signature,
+        ):  # the history survives a rebuild
             continue
         if path.is_dir():
             shutil.rmtree(path)
@@ -180,8 +198,9 @@ def _masker(config: Config, run: RunDir, unmasked: bool) -> Masker:
         return values
 
     return (
-        Masker(config.workspace.namespace, enabled=not unmasked)
+        Masker(masking_secret(config), enabled=not unmasked)
         .with_names(mentioned("clients", "client_id", "name", pa.int64()))
+        .with_national_ids(mentioned("clients", "client_id", "national_id", pa.int64()))
         .with_numbers(mentioned("lines", "iccid", "msisdn", pa.string()))
         .with_numbers(mentioned("subscriptions", "subscription_id", "msisdn", pa.int64()))
     )

@@ -170,13 +170,23 @@ def map_command(state: _State, run_id: str) -> int:
     default=None,
     help="Write vendor load files (CSV per table + control file) here instead of a database.",
 )
+@click.option(
+    "--exact-cells",
+    is_flag=True,
+    help="With --export: keep text cells exactly, even those a spreadsheet would run as a "
+    "formula (default: such cells get a leading apostrophe; control.json says which).",
+)
 @pass_state
-def load(state: _State, run_id: str, export_dir: Path | None) -> int:
+def load(state: _State, run_id: str, export_dir: Path | None, exact_cells: bool) -> int:
     """Load runs/<run>/mapped into the target database (resumable, idempotent)."""
+    if exact_cells and export_dir is None:
+        raise click.UsageError("--exact-cells goes with --export DIR (vendor files only)")
     if export_dir is not None:
         from migrate.load.export import run_export
 
-        exported = run_export(state.config(), run_id=run_id, directory=export_dir)
+        exported = run_export(
+            state.config(), run_id=run_id, directory=export_dir, exact_cells=exact_cells
+        )
         state.console.render(exported)
         return exported.exit_code
     from migrate.load.run import run_load
@@ -205,12 +215,17 @@ def validate(state: _State, run_id: str) -> int:
     is_flag=True,
     help="Leave personal data in (operator's own use only; recorded in the manifest).",
 )
+@click.option(
+    "--signer",
+    default=None,
+    help="Signer id whose private key signs (default: $BILLMIG_SIGNER, or the only one here).",
+)
 @pass_state
-def report(state: _State, run_id: str, unmasked: bool) -> int:
-    """Write the sign-off pack runs/<run>/signoff/: report.html, report.pdf, evidence, manifest."""
+def report(state: _State, run_id: str, unmasked: bool, signer: str | None) -> int:
+    """Write and sign the sign-off pack runs/<run>/signoff/: report, evidence, manifest."""
     from validate.report import run_report
 
-    result = run_report(state.config(), run_id=run_id, unmasked=unmasked)
+    result = run_report(state.config(), run_id=run_id, unmasked=unmasked, signer=signer)
     state.console.render(result)
     return result.exit_code
 
@@ -220,35 +235,48 @@ def report(state: _State, run_id: str, unmasked: bool) -> int:
 @click.option("--role", required=True, help="One of [signoff] roles in billmig.toml.")
 @click.option("--name", required=True, help="Full name of the person deciding.")
 @click.option("--decision", required=True, type=click.Choice(["approve", "reject"]))
-@click.option("--comment", default="", help="Why, or under which condition.")
+@click.option("--comment", default="", help="Why, or under which condition (a reject needs one).")
+@click.option(
+    "--signer",
+    default=None,
+    help="Signer id whose private key signs (default: $BILLMIG_SIGNER, or the only one here).",
+)
 @pass_state
-def signoff(state: _State, run_id: str, role: str, name: str, decision: str, comment: str) -> int:
-    """Record a decision on the pack, bound to its current manifest hash (signoffs.jsonl)."""
+def signoff(
+    state: _State,
+    run_id: str,
+    role: str,
+    name: str,
+    decision: str,
+    comment: str,
+    signer: str | None,
+) -> int:
+    """Sign a decision on the pack, bound to its current manifest hash (signoffs.jsonl)."""
     from validate.pack import record_signoff
 
     result = record_signoff(
-        state.config(), run_id=run_id, role=role, name=name, decision=decision, comment=comment
-    )
+        state.config(), run_id=run_id, role=role, name=name, decision=decision,
+        comment=comment, signer=signer,
+    )  # fmt: skip
     state.console.render(result)
     return result.exit_code
 
 
 @cli.command()
 @click.argument("run")
+@click.option(
+    "--pack-only",
+    is_flag=True,
+    help="The folder holds the pack alone (received by email): snapshot and mapped output "
+    "are not checked, and the output says so.",
+)
 @pass_state
-def verify(state: _State, run: str) -> int:
-    """Recompute every hash of a sign-off pack (RUN: a run id or a folder holding signoff/)."""
-    from migrate.core.runs import RunDir
-    from validate.pack import verify_pack
+def verify(state: _State, run: str, pack_only: bool) -> int:
+    """Check every hash and signature of a pack (RUN: a run id or a folder holding signoff/)."""
+    from validate.pack import locate_pack, verify_run
 
-    folder = Path(run)
-    if RunDir.at(folder).signoff.path.is_dir():
-        found = RunDir.at(folder)
-    elif RunDir.at(folder.parent).signoff.path == folder and folder.is_dir():
-        found = RunDir.at(folder.parent)  # the pack folder itself was named
-    else:
-        found = RunDir.of(state.config(), run)
-    result = verify_pack(found)
+    config = state.config()
+    result = verify_run(config, locate_pack(config, run), pack_only=pack_only)
     state.console.render(result)
     return result.exit_code
 
@@ -394,6 +422,11 @@ def window_breaches(state: _State, run_id: str) -> int:
     default=None,
     help="Only these accounts: a file with one account number per line.",
 )
+@click.option(
+    "--signer",
+    default=None,
+    help="Signer id whose private key signs (default: $BILLMIG_SIGNER, or the only one here).",
+)
 @pass_state
 def compensate(
     state: _State,
@@ -403,6 +436,7 @@ def compensate(
     end: datetime,
     region: str | None,
     accounts_file: Path | None,
+    signer: str | None,
 ) -> int:
     """Credit an incident's compensation once; texts and totals in a verifiable pack."""
     from migrate.ops.compensation import Scope, read_accounts, run_compensate
@@ -410,7 +444,7 @@ def compensate(
     scope = Scope(region=region, accounts=read_accounts(accounts_file) if accounts_file else None)
     result = run_compensate(
         state.config(), rules=rules, incident=incident, start=start.date(), end=end.date(),
-        scope=scope,
+        scope=scope, signer=signer,
     )  # fmt: skip
     state.console.render(result)
     return result.exit_code
@@ -437,6 +471,42 @@ def demo(state: _State, accounts: int) -> int:
     from migrate.ops.demo import run_demo
 
     result = run_demo(state.config(), accounts=accounts, progress=state.console.progress())
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys: make one (private half outside the workspace), list the registered ones."""
+
+
+@keys.command(name="new")
+@click.argument("signer_id")
+@click.option("--name", required=True, help="Full name of the key's owner.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    help="builder (builds packs) or one of [signoff] roles; repeat for several.",
+)
+@pass_state
+def keys_new(state: _State, signer_id: str, name: str, roles: tuple[str, ...]) -> int:
+    """Make an Ed25519 key pair for SIGNER_ID and register its public half in signers.toml."""
+    from validate.signing import new_key
+
+    result = new_key(state.config(), signer_id, name, roles)
+    state.console.render(result)
+    return result.exit_code
+
+
+@keys.command(name="list")
+@pass_state
+def keys_list(state: _State) -> int:
+    """Every registered signer: roles, key fingerprint, and whether its private key is here."""
+    from validate.signing import list_keys
+
+    result = list_keys(state.config())
     state.console.render(result)
     return result.exit_code
 

@@ -131,6 +131,8 @@ class SignoffConfig:
 
     roles: tuple[str, ...] = ("migration_lead", "finance_controller", "internal_audit")
     """Each role must record an approval bound to the pack's current manifest hash."""
+    signers: str = "signers.toml"
+    """Who may sign, as what, with which public key (committed; private keys never are)."""
 
 
 @dataclass(frozen=True)
@@ -403,9 +405,12 @@ def _rehearsal_section(values: Mapping[str, Any]) -> RehearsalConfig:
 
 
 def _signoff_section(values: Mapping[str, Any]) -> SignoffConfig:
-    unknown = sorted(set(values) - {"roles"})
+    unknown = sorted(set(values) - {"roles", "signers"})
     if unknown:
         raise ConfigError(f"unknown key signoff.{unknown[0]} in {CONFIG_FILE}", hint="remove it")
+    signers = values.get("signers", SignoffConfig.signers)
+    if not isinstance(signers, str) or not signers.strip():
+        raise ConfigError("signoff.signers must name a file", hint='signers = "signers.toml"')
     roles = values.get("roles", SignoffConfig.roles)
     if (
         isinstance(roles, str)
@@ -416,7 +421,7 @@ def _signoff_section(values: Mapping[str, Any]) -> SignoffConfig:
             "signoff.roles must be a non-empty list of role names",
             hint='e.g. roles = ["migration_lead", "finance_controller", "internal_audit"]',
         )
-    return SignoffConfig(roles=tuple(r.strip() for r in roles))
+    return SignoffConfig(roles=tuple(r.strip() for r in roles), signers=signers.strip())
 
 
 def _load_section(values: Mapping[str, Any]) -> LoadConfig:

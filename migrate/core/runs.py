@@ -235,9 +235,42 @@ class PackFolder:
         return self.path / "manifest.json"
 
     @property
+    def manifest_signature(self) -> Path:
+        """The builder's Ed25519 signature over the manifest's bytes (raw, 64 bytes)."""
+        return self.path / "manifest.json.sig"
+
+    @property
+    def checksums(self) -> Path:
+        """Every artifact's SHA-256 in ``sha256sum -c`` form (run-relative paths)."""
+        return self.path / "SHA256SUMS"
+
+    @property
     def signoffs(self) -> Path:
-        """Decisions recorded on the pack, one JSON line each, chained."""
+        """Decisions recorded on the pack, one JSON line each (the exact bytes signed), chained."""
         return self.path / "signoffs.jsonl"
+
+    @property
+    def signoff_signatures(self) -> Path:
+        """Line N: the base64 Ed25519 signature of line N of ``signoffs.jsonl``."""
+        return self.path / "signoffs.sig"
+
+    @property
+    def signoffs_head(self) -> Path:
+        """The chain's length and last line hash (the exact bytes signed)."""
+        return self.path / "signoffs.head.json"
+
+    @property
+    def signoffs_head_signature(self) -> Path:
+        """The raw signature of ``signoffs.head.json`` by whoever appended the last line."""
+        return self.path / "signoffs.head.json.sig"
+
+    @property
+    def not_artifacts(self) -> frozenset[Path]:
+        """Files of the pack that are about the artifacts rather than artifacts themselves."""
+        return frozenset(
+            {self.manifest, self.manifest_signature, self.checksums, self.signoffs,
+             self.signoff_signatures, self.signoffs_head, self.signoffs_head_signature}
+        )  # fmt: skip
 
     @property
     def report_html(self) -> Path:

@@ -39,7 +39,8 @@ from migrate.load.run import mark_cut_over
 from migrate.mapping.dispositions import load_dispositions
 from migrate.ops.window import window_state
 from validate.artifacts import Verdict
-from validate.pack import manifest_hash, read_signoffs, verify_pack
+from validate.pack import manifest_hash, read_signoffs, rolled_back_since, verify_pack
+from validate.signing import Registry, load_registry
 
 CUTOVER_FORMAT = "billmig.cutover-run/1"
 
@@ -112,11 +113,13 @@ def run_cutover(config: Config, *, run_id: str) -> CutoverResult:
 def _gate(config: Config, run_id: str) -> CutoverResult:
     run = RunDir.of(config, run_id)
     current = manifest_hash(run)
+    registry = load_registry(config)
     checks = (
         _verdict(run),
-        _pack(run),
+        _pack(run, registry),
+        _loaded(config, run_id),
         _blocking(config, run),
-        *_signoffs(config, run, current),
+        *_signoffs(config, run, registry, current),
         _delta(run),
         _window(RunsFolder.of(config)),
     )
@@ -145,13 +148,26 @@ def _verdict(run: RunDir) -> GateCheck:
     )
 
 
-def _pack(run: RunDir) -> GateCheck:
-    found = verify_pack(run)
+def _pack(run: RunDir, registry: Registry) -> GateCheck:
+    found = verify_pack(run, registry)
     named = [*found.changed, *found.missing, *found.added, *found.problems]
+    if found.incomplete:
+        named.append("snapshot or mapped output missing")
     return GateCheck(
-        "sign-off pack intact",
+        "sign-off pack intact and signed",
         found.intact,
-        f"{found.checked} files match the manifest" if found.intact else "; ".join(named[:5]),
+        f"{found.checked} files match the manifest signed by {found.built_by}"
+        if found.intact
+        else "; ".join(named[:5]),
+    )
+
+
+def _loaded(config: Config, run_id: str) -> GateCheck:
+    when = rolled_back_since(config, run_id)
+    return GateCheck(
+        "the run is loaded (not rolled back since)",
+        when is None,
+        "loaded" if when is None else f"rolled back at {when}: the pack is void",
     )
 
 
@@ -194,8 +210,8 @@ def _open_breaches(config: Config, run: RunDir) -> int:
     return int(decided["disposition"].isna().sum())
 
 
-def _signoffs(config: Config, run: RunDir, current: str) -> list[GateCheck]:
-    decisions, problems = read_signoffs(run)
+def _signoffs(config: Config, run: RunDir, registry: Registry, current: str) -> list[GateCheck]:
+    decisions, problems = read_signoffs(run, registry)
     checks = []
     for role in config.signoff.roles:
         mine = [d for d in decisions if d.role == role]

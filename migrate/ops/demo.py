@@ -22,6 +22,7 @@ from migrate.mapping.run import MapResult, run_map
 from migrate.synth import SynthOptions, SynthResult, run_synth
 from validate.report import ReportResult, run_report
 from validate.run import ValidationResult, run_validate
+from validate.signing import DEMO_SIGNER, demo_registry
 
 DEMO_SEED = 42
 
@@ -38,6 +39,8 @@ class DemoResult:
     loaded: LoadResult
     validation: ValidationResult
     report: ReportResult
+    config: Config
+    """The configuration the demo ran with (its own databases and signer registry)."""
 
     @property
     def exit_code(self) -> int:
@@ -91,8 +94,11 @@ class DemoResult:
                 ("mapped tables and exceptions", self.mapped.mapped_dir),
                 ("validation evidence", self.validation.directory),
                 ("sign-off report (open in a browser)", self.report.html),
+                ("verify the pack",
+                 f"BILLMIG_SIGNOFF__SIGNERS={self.config.signoff.signers} "
+                 f"billmig verify {self.extract.run_id}"),
             ],
-        )
+        )  # fmt: skip
         return [*self.validation.tables(), summary, where]
 
 
@@ -113,11 +119,14 @@ def run_demo(config: Config, *, accounts: int = 20_000, progress: Progress = SIL
         config,
         source=replace(config.source, url=f"sqlite:///{legacy_db}"),
         target=replace(config.target, url=f"sqlite:///{target_db}"),
+        signoff=replace(config.signoff, signers=demo_registry(config, demo.path / "signers")),
     )
     extract = run_extract(demo_config, run_id=f"demo-{new_run_id()}", progress=progress)
     run_id = extract.run_id
     mapped = run_map(demo_config, run_id=run_id, progress=progress)
     loaded = run_load(demo_config, run_id=run_id, progress=progress)
     validation = run_validate(demo_config, run_id=run_id)
-    report = run_report(demo_config, run_id=run_id)
-    return DemoResult(legacy_db, target_db, synth, extract, mapped, loaded, validation, report)
+    report = run_report(demo_config, run_id=run_id, signer=DEMO_SIGNER)
+    return DemoResult(
+        legacy_db, target_db, synth, extract, mapped, loaded, validation, report, demo_config
+    )

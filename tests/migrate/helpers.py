@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,28 @@ def file_hashes(snapshot_dir: Path) -> dict[str, str]:
     }
 
 
-def new_workspace(root: Path) -> str:
-    """Make ``root`` a workspace like the repository; returns its legacy SQLite URL."""
+def new_workspace(root: Path, *, signers: bool = True) -> str:
+    """Make ``root`` a workspace like the repository; returns its legacy SQLite URL.
+
+    With ``signers``, one signer per role (and a builder) is registered, its private key in the
+    session's key folder (``BILLMIG_KEY_DIR``), so packs can be built and signed.
+    """
     repo = Path(__file__).resolve().parents[2]
     (root / "billmig.toml").write_text((repo / "billmig.toml").read_text("utf-8"), "utf-8")
     (root / "mappings").symlink_to(repo / "mappings")
+    if signers:
+        register_signers(load_config(root / "billmig.toml", environ={}))
     return f"sqlite:///{root / 'legacy.sqlite'}"
+
+
+def register_signers(config: Config) -> dict[str, str]:
+    """A signer for ``builder`` and one for each sign-off role; role → signer id."""
+    from validate.signing import BUILDER, new_key
+
+    tag = uuid.uuid4().hex[:8]
+    found = {}
+    for role in (BUILDER, *config.signoff.roles):
+        signer = f"{role.replace('_', '-')}-{tag}"
+        new_key(config, signer, f"{role} person", [role])
+        found[role] = signer
+    return found

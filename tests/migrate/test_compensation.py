@@ -28,7 +28,9 @@ from migrate.core.db import create_engine
 from migrate.core.legacy_schema import CHARGES, LINES
 from migrate.core.target_schema import METADATA
 from migrate.ops.compensation import Scope, run_compensate
+from tests.migrate.helpers import register_signers
 from validate.pack import verify_pack
+from validate.signing import load_registry
 
 REPO = Path(__file__).resolve().parents[2]
 A1 = REPO / "mappings" / "compensation" / "a1-2020-08-internet.toml"
@@ -104,6 +106,8 @@ def _config(root: Path, target: str, source: str) -> Config:
     (root / "billmig.toml").write_text((REPO / "billmig.toml").read_text("utf-8"), "utf-8")
     if not (root / "mappings").exists():
         (root / "mappings").symlink_to(REPO / "mappings")
+    if not (root / "signers.toml").exists():
+        register_signers(load_config(root / "billmig.toml", environ={}))
     return load_config(
         root / "billmig.toml", environ={"BILLMIG_TARGET_URL": target, "BILLMIG_SOURCE_URL": source}
     )
@@ -174,7 +178,7 @@ def test_a1_credits_once_with_texts_in_the_subscribers_language(a1: Config) -> N
     assert second.applied == 0 and second.already == 5
     assert "no new action" in second.tables()[0].footer
     assert len(_actions(a1.target_url())) == 5
-    assert verify_pack(second.directory).intact
+    assert verify_pack(second.directory, load_registry(a1)).intact
     totals = json.loads((second.directory / "compensation" / "totals.json").read_text())
     assert sum(t["amount_minor"] for t in totals["totals"]) == 990
 

@@ -25,6 +25,7 @@ from migrate.load.run import run_load
 from migrate.mapping.run import run_map
 from migrate.ops.delta import run_delta
 from migrate.synth import SynthOptions, run_synth
+from tests.migrate.helpers import register_signers
 from validate.run import run_validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,6 +172,7 @@ def test_synth_window_activity_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     environ = {"BILLMIG_SOURCE_URL": legacy, "BILLMIG_TARGET_URL": target,
                "BILLMIG_VALIDATE__REVIEW_PER_10000_ACCOUNTS": "2000"}  # fmt: skip
     config = load_config(tmp_path / "billmig.toml", environ=environ)
+    register_signers(config)
     extracted = run_extract(config, run_id="r1")
     after = {e.name: e.rows_after_cutoff for e in extracted.entities}
     assert after["charges"] == window["charges"] and after["payments"] == window["payments"]

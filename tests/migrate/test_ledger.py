@@ -29,6 +29,7 @@ from migrate.ops.cutover import run_cutover
 from migrate.ops.overview import runs_overview
 from migrate.ops.rehearse import compare_runs, run_rehearsal
 from migrate.synth import SynthOptions, run_synth
+from tests.migrate.helpers import register_signers
 from validate.pack import record_signoff
 from validate.report import run_report
 from validate.run import run_validate
@@ -42,6 +43,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("ledger")
     shutil.copy(REPO / "billmig.toml", root / "billmig.toml")
     shutil.copytree(REPO / "mappings", root / "mappings")
+    register_signers(load_config(root / "billmig.toml", environ={}))
     legacy = f"sqlite:///{root / 'legacy.sqlite'}"
     planted = run_synth(
         legacy, SynthOptions(accounts=600, seed=5, anomaly_rate=0.01), root / "planted.json"

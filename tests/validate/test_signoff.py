@@ -11,6 +11,7 @@ and review the diff before committing it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,8 +27,9 @@ from migrate.core.config import load_config
 from migrate.ops.demo import run_demo
 from tests.migrate.helpers import new_workspace
 from validate.masking import Masker, neutralise
-from validate.pack import read_signoffs, record_signoff, verify_pack
+from validate.pack import Verification, read_signoffs, record_signoff, verify_pack
 from validate.report import run_report
+from validate.signing import load_registry
 
 GOLDEN = Path(__file__).parent / "golden" / "demo_totals.json"
 
@@ -38,15 +40,27 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     new_workspace(root)
     config = load_config(root / "billmig.toml", environ={})
     result = run_demo(config)
-    return {"root": root, "config": config, "result": result, "run": result.report.directory.parent}
+    return {
+        "root": root,
+        "config": result.config,  # the demo's: its own databases and signer registry
+        "registry": load_registry(result.config),
+        "result": result,
+        "run": result.report.directory.parent,
+        "env": {"BILLMIG_SIGNOFF__SIGNERS": result.config.signoff.signers},
+    }
+
+
+def _verify(demo: dict[str, Any], run: Path | None = None) -> Verification:
+    return verify_pack(run or demo["run"], demo["registry"])
 
 
 def test_demo_writes_a_complete_pack_whose_verdict_explains_itself(demo: dict[str, Any]) -> None:
     pack = demo["result"].report.directory
     names = {p.relative_to(pack).as_posix() for p in pack.rglob("*") if p.is_file()}
     assert names == {
-        "report.html", "report.pdf", "manifest.json", "verdict.json", "totals.json",
-        "differences.csv", "exceptions.csv", "gx/target.json", "gx/snapshot.json",
+        "report.html", "report.pdf", "manifest.json", "manifest.json.sig", "SHA256SUMS",
+        "verdict.json", "totals.json", "differences.csv", "exceptions.csv", "gx/target.json",
+        "gx/snapshot.json",
     }  # fmt: skip
     html = (pack / "report.html").read_text(encoding="utf-8")
     assert "<script" not in html and "src=" not in html and "href=" not in html  # offline
@@ -86,8 +100,9 @@ def test_the_pdf_has_the_control_totals_as_text(demo: dict[str, Any]) -> None:
 
 
 def test_an_intact_pack_verifies(demo: dict[str, Any]) -> None:
-    found = verify_pack(demo["run"])
+    found = _verify(demo)
     assert found.intact and found.exit_code == 0 and found.checked > 30
+    assert found.built_by == "demo"
 
 
 def test_any_changed_byte_of_any_artifact_is_named(demo: dict[str, Any]) -> None:
@@ -99,13 +114,13 @@ def test_any_changed_byte_of_any_artifact_is_named(demo: dict[str, Any]) -> None
         at = len(original) // 2
         path.write_bytes(original[:at] + bytes([original[at] ^ 0x01]) + original[at + 1 :])
         try:
-            found = verify_pack(run)
+            found = _verify(demo)
         finally:
             path.write_bytes(original)
         assert not found.intact and found.exit_code == 1, name
         named = [*found.changed, *found.problems]
         assert any(name in item for item in named), (name, named)
-    assert verify_pack(run).intact
+    assert _verify(demo).intact
 
 
 def test_missing_and_added_files_are_named(demo: dict[str, Any], tmp_path: Path) -> None:
@@ -114,7 +129,7 @@ def test_missing_and_added_files_are_named(demo: dict[str, Any], tmp_path: Path)
     shutil.move(run / "validation" / "differences.csv", kept)
     (run / "signoff" / "extra.txt").write_text("slipped in")
     try:
-        found = verify_pack(run)
+        found = _verify(demo)
     finally:
         shutil.move(kept, run / "validation" / "differences.csv")
         (run / "signoff" / "extra.txt").unlink()
@@ -127,12 +142,18 @@ def test_a_pack_received_alone_verifies_and_says_what_it_lacks(
 ) -> None:
     received = tmp_path / "mail" / demo["run"].name
     shutil.copytree(demo["run"] / "signoff", received / "signoff")
-    assert main(["verify", str(received)]) == 0
-    assert "not received" in capsys.readouterr().out
-    report = received / "signoff" / "report.html"
-    report.write_text(report.read_text(encoding="utf-8") + " ", encoding="utf-8")
-    assert main(["verify", str(received / "signoff")]) == 1
-    assert "signoff/report.html" in capsys.readouterr().out
+    config = ["--config", str(demo["root"] / "billmig.toml")]
+    with _environ(demo["env"]):
+        assert main([*config, "verify", str(received)]) == 1  # incomplete unless pack only
+        assert "INCOMPLETE" in capsys.readouterr().out
+        assert main([*config, "verify", "--pack-only", str(received)]) == 0
+        out = capsys.readouterr().out
+        assert "pack only: snapshot and mapped output not checked" in out
+        assert "not received" in out
+        report = received / "signoff" / "report.html"
+        report.write_text(report.read_text(encoding="utf-8") + " ", encoding="utf-8")
+        assert main([*config, "verify", "--pack-only", str(received / "signoff")]) == 1
+        assert "signoff/report.html" in capsys.readouterr().out
 
 
 def _personal_data(legacy: Path) -> tuple[set[str], set[str], set[str]]:
@@ -154,6 +175,8 @@ def _pack_texts(pack: Path) -> dict[str, str]:
         if path.suffix == ".pdf":
             pages = pypdf.PdfReader(path).pages
             texts[path.name] = " ".join(p.extract_text() for p in pages)
+        elif path.suffix == ".sig":
+            continue  # raw signature bytes
         elif path.is_file():
             texts[path.name] = path.read_text(encoding="utf-8")
     return texts
@@ -174,13 +197,13 @@ def test_no_personal_data_in_the_default_pack(demo: dict[str, Any]) -> None:
 def test_the_unmasked_pack_says_so_and_shows_the_numbers(demo: dict[str, Any]) -> None:
     config, run_id = demo["config"], demo["run"].name
     try:
-        run_report(config, run_id=run_id, unmasked=True)
+        run_report(config, run_id=run_id, unmasked=True, signer="demo")
         manifest = json.loads((demo["run"] / "signoff" / "manifest.json").read_text())
         exceptions = (demo["run"] / "signoff" / "exceptions.csv").read_text(encoding="utf-8")
         assert manifest["masked"] is False
         assert re.search(r"national ID '\d{12}'", exceptions)
     finally:
-        run_report(config, run_id=run_id)
+        run_report(config, run_id=run_id, signer="demo")
 
 
 def test_signoffs_bind_to_the_current_manifest(demo: dict[str, Any]) -> None:
@@ -188,13 +211,14 @@ def test_signoffs_bind_to_the_current_manifest(demo: dict[str, Any]) -> None:
     recorded = record_signoff(
         config, run_id=run.name, role="internal_audit", name="A. Auditor", decision="approve"
     )
-    found = verify_pack(run)
+    found = _verify(demo)
     assert found.intact and found.signoffs[-1]["current"] is True
     assert recorded.manifest_sha256 == found.manifest_sha256
-    run_report(config, run_id=run.name)  # a new pack: the approval was for the old one
-    found = verify_pack(run)
+    assert recorded.signer == "demo" and recorded.os_user and recorded.host
+    run_report(config, run_id=run.name, signer="demo")  # a new pack: approvals were for the old
+    found = _verify(demo)
     assert found.intact and found.signoffs[-1]["current"] is False
-    signoffs, problems = read_signoffs(run)
+    signoffs, problems = read_signoffs(run, demo["registry"])
     assert [s.role for s in signoffs][-1] == "internal_audit" and not problems
 
 
@@ -207,7 +231,7 @@ def test_an_edited_signoff_line_is_named(demo: dict[str, Any]) -> None:
     original = path.read_text(encoding="utf-8")
     path.write_text(original.replace('"approve"', '"reject"', 1), encoding="utf-8")
     try:
-        found = verify_pack(run)
+        found = _verify(demo)
     finally:
         path.write_text(original, encoding="utf-8")
     assert not found.intact and any("signoffs.jsonl line" in p for p in found.problems)
@@ -236,3 +260,18 @@ def test_masking_keeps_stable_pseudonyms_and_neutralises_formulas() -> None:
     assert [neutralise(v) for v in ("=1+1", "+SUM(A1)", "-2", "@x", "ok", 5)] == [
         "'=1+1", "'+SUM(A1)", "'-2", "'@x", "ok", 5,
     ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Any:
+    """Set environment variables for a CLI call (the demo's signer registry)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -37,9 +37,11 @@ from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceError, TargetError
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.manifest import write_json
-from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
 from migrate.core.runs import RunDir, RunsFolder
+
+if TYPE_CHECKING:
+    from validate.signing import SigningKey
 from migrate.core.target_schema import METADATA
 from migrate.extract.profiles import load_profile
 from migrate.money.amounts import to_minor
@@ -170,24 +172,37 @@ def totals(credits: tuple[Credit, ...] | list[Credit]) -> list[dict[str, Any]]:
 
 
 def run_compensate(
-    config: Config, *, rules: Path, incident: str, start: date, end: date, scope: Scope = Scope()
+    config: Config,
+    *,
+    rules: Path,
+    incident: str,
+    start: date,
+    end: date,
+    scope: Scope = Scope(),
+    signer: str | None = None,
 ) -> CompensationResult:
-    """Compute an incident's credits, apply them once, and write the pack.
+    """Compute an incident's credits, apply them once, and write the signed pack.
+
+    ``signer`` is the builder who signs the pack (see :func:`validate.signing.signing_key`);
+    the key is found before anything is credited.
 
     Raises:
-        InputError: a bad rule file, an empty period.
+        InputError: a bad rule file, an empty period, no builder key to sign with.
         TargetError / SourceError: a database cannot be read or written.
     """
+    from validate.signing import BUILDER, load_registry, signing_key
+
     if end < start:
         raise InputError(f"the period ends ({end}) before it starts ({start})")
     rule_file = load_rules(rules)
+    signing = signing_key(config, load_registry(config), BUILDER, signer)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     url = config.target_url()
     subscribers = _subscribers(config, url, scope, rule_file.languages[0])
     credits, gaps = _credits(config, rule_file, incident, subscribers, days)
     applied, already = (0, 0) if gaps else _apply(config, url, incident, credits)
     out = RunsFolder.of(config).compensation(incident)
-    digest = _write_pack(config, out, rule_file, credits, gaps, start, end, scope)
+    digest = _write_pack(config, out, signing, rule_file, credits, gaps, start, end, scope)
     return CompensationResult(
         incident, rule_file.title, out.path, tuple(credits), tuple(gaps), applied, already, digest
     )
@@ -378,8 +393,8 @@ def _apply(config: Config, url: str, incident: str, credits: list[Credit]) -> tu
 
 
 def _write_pack(
-    config: Config, out: RunDir, rule_file: RuleFile, credits: list[Credit], gaps: list[Gap],
-    start: date, end: date, scope: Scope,
+    config: Config, out: RunDir, signing: SigningKey, rule_file: RuleFile, credits: list[Credit],
+    gaps: list[Gap], start: date, end: date, scope: Scope,
 ) -> str:  # fmt: skip
     from validate.masking import neutralise
     from validate.pack import write_manifest
@@ -412,7 +427,7 @@ def _write_pack(
          "totals": totals(credits), "rule_gaps": len(gaps), "credits": len(credits)},
     )  # fmt: skip
     _, digest = write_manifest(
-        config, out, masked=True, operator=operator(), previous=None, rules=rule_file.path
+        config, out, masked=True, signing=signing, previous=None, rules=rule_file.path
     )
     return digest
 
