@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -76,8 +77,16 @@ class ExportResult:
         return {"run_id": self.run_id, "directory": str(self.directory), **self.control}
 
 
-def run_export(config: Config, *, run_id: str, directory: Path) -> ExportResult:
-    """Write the mapped run's tables as CSV files plus ``control.json`` into ``directory``."""
+def run_export(
+    config: Config, *, run_id: str, directory: Path, exact_cells: bool = False
+) -> ExportResult:
+    """Write the mapped run's tables as CSV files plus ``control.json`` into ``directory``.
+
+    Text cells a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a
+    carriage return) get a leading apostrophe unless ``exact_cells``: the vendor's loader then
+    reads them as text, and ``control.json`` says which was done and how many cells it changed.
+    Amount columns are integers and never touched.
+    """
     started = time.perf_counter()
     mapped = RunDir.of(config, run_id).mapped
     if not mapped.manifest.exists():
@@ -88,11 +97,14 @@ def run_export(config: Config, *, run_id: str, directory: Path) -> ExportResult:
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
     for table in TARGET_TABLES:
-        files[f"{table.name}.csv"] = _export_table(mapped.table(table.name), directory)
+        files[f"{table.name}.csv"] = _export_table(
+            mapped.table(table.name), directory, neutralise=not exact_cells
+        )
     control = {
         "format": EXPORT_FORMAT,
         "run_id": run_id,
         "mapped_manifest_sha256": sha256_file(mapped.manifest),
+        "formula_cells": "exact" if exact_cells else "neutralised",
         "files": files,
     }
     (directory / "control.json").write_text(
@@ -101,22 +113,47 @@ def run_export(config: Config, *, run_id: str, directory: Path) -> ExportResult:
     return ExportResult(run_id, directory, control, time.perf_counter() - started)
 
 
-def _export_table(source: Path, directory: Path) -> dict[str, Any]:
+def _export_table(source: Path, directory: Path, *, neutralise: bool) -> dict[str, Any]:
     name = source.stem
     target = directory / f"{name}.csv"
     parquet = pq.ParquetFile(source)
     sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    rows = 0
+    rows = changed = 0
     with pacsv.CSVWriter(target, parquet.schema_arrow) as writer:
         for batch in parquet.iter_batches(batch_size=100_000):
-            writer.write_batch(batch)
+            table = pa.Table.from_batches([batch])
+            _add_sums(sums, name, table)
+            if neutralise:
+                table, count = _neutralised(table)
+                changed += count
+            writer.write_table(table)
             rows += batch.num_rows
-            _add_sums(sums, name, pa.Table.from_batches([batch]))
     return {
         "rows": rows,
         "sha256": sha256_file(target),
         "sums": {column: dict(sorted(groups.items())) for column, groups in sums.items()},
+        "neutralised_cells": changed,
     }
+
+
+FORMULA_START = r"^[=+\-@\t\r]"
+"""What a spreadsheet runs as a formula at the start of a cell."""
+
+
+def _neutralised(table: pa.Table) -> tuple[pa.Table, int]:
+    """Text cells that would run as a formula, prefixed with an apostrophe; how many."""
+    changed = 0
+    for index, column in enumerate(table.schema):
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            continue
+        values = table.column(index)
+        formula = pc.fill_null(pc.match_substring_regex(values, FORMULA_START), False)
+        count = pc.sum(formula).as_py() or 0
+        if count:
+            prefixed = pc.binary_join_element_wise(pa.scalar("'"), values, "")
+            table = table.set_column(index, column, pc.if_else(formula, prefixed, values))
+            changed += count
+    return table, changed
 
 
 def _add_sums(sums: dict[str, dict[str, int]], name: str, batch: pa.Table) -> None:

@@ -11,14 +11,16 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from csv import reader
+from csv import DictReader, reader
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -297,6 +299,36 @@ def test_export_writes_files_and_control_totals(runs: dict[str, Any], tmp_path: 
     debts = pq.read_table(mapped / "debt_item.parquet").column("amount_minor").to_pylist()
     assert control["files"]["debt_item.csv"]["sums"]["amount_minor"] == {"KZT": sum(debts)}
     assert result.control["mapped_manifest_sha256"] == control["mapped_manifest_sha256"]
+
+
+def test_export_neutralises_formula_cells_unless_asked_for_exact_data(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    config = _config(runs, "sqlite:///unused")
+    source = runs["root"] / "runs" / "kcell"
+    run = runs["root"] / "runs" / "formulas"
+    shutil.copytree(source / "mapped", run / "mapped")
+    party = pq.read_table(run / "mapped" / "party.parquet")
+    planted = ['=HYPERLINK("http://x","y")', "+77011234567", "-5", "@SUM(A1)", "\tTab"]
+    names = planted + party["name"].to_pylist()[len(planted) :]
+    party = party.set_column(party.schema.get_field_index("name"), "name", pa.array(names))
+    pq.write_table(party, run / "mapped" / "party.parquet")
+    run_export(config, run_id="formulas", directory=tmp_path / "safe")
+    control = json.loads((tmp_path / "safe" / "control.json").read_text("utf-8"))
+    assert control["formula_cells"] == "neutralised"
+    assert control["files"]["party.csv"]["neutralised_cells"] == len(planted)
+    with (tmp_path / "safe" / "party.csv").open(encoding="utf-8", newline="") as handle:
+        written = [row["name"] for row in DictReader(handle)][: len(planted)]
+    assert written == ["'" + name for name in planted]
+    debts = control["files"]["debt_item.csv"]  # integer amounts, negative ones too, untouched
+    assert debts["neutralised_cells"] == 0
+    run_export(config, run_id="formulas", directory=tmp_path / "exact", exact_cells=True)
+    exact = json.loads((tmp_path / "exact" / "control.json").read_text("utf-8"))
+    assert (
+        exact["formula_cells"] == "exact" and exact["files"]["party.csv"]["neutralised_cells"] == 0
+    )
+    with (tmp_path / "exact" / "party.csv").open(encoding="utf-8", newline="") as handle:
+        assert [row["name"] for row in DictReader(handle)][: len(planted)] == planted
 
 
 def test_load_needs_a_target_url_and_a_mapped_run(runs: dict[str, Any]) -> None:
