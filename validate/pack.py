@@ -194,14 +194,7 @@ def _mapping_hashes(config: Config, rules: Path | None) -> dict[str, str]:
         mappings.append(rules)
     if config.source.profile:
         mappings.append(config.resolve(config.source.profile))
-    return {_relative(path, config.root): sha256_file(path) for path in mappings if path.is_file()}
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
+    return {config.relative(path): sha256_file(path) for path in mappings if path.is_file()}
 
 
 def manifest_hash(run: RunDir) -> str:

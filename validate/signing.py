@@ -382,24 +382,34 @@ def new_key(config: Config, signer_id: str, name: str, roles: Iterable[str]) -> 
             f"signer {signer_id} already exists ({private_path} or {registry.path.name})",
             hint="choose another id; a key is never overwritten",
         )
-    key = Ed25519PrivateKey.generate()
-    private_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(pem)
+    key = _new_private_key(private_path)
     public_file = f"keys/{signer_id}.pub.pem"
     public_path = config.resolve(public_file)
     public_path.parent.mkdir(parents=True, exist_ok=True)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public_pem = _public_pem(key)
     public_path.write_bytes(public_pem)
     _register(registry.path, signer_id, name.strip(), roles, public_file)
     signer = Signer(signer_id, name.strip(), roles, public_file, public_pem)
     return NewKey(signer, private_path, public_path, registry.path)
+
+
+def _new_private_key(path: Path) -> Ed25519PrivateKey:
+    """A new key, written to ``path`` (which must not exist) readable by its owner alone."""
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    return key
+
+
+def _public_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _register(path: Path, signer_id: str, name: str, roles: tuple[str, ...], key_file: str) -> None:
@@ -439,33 +449,13 @@ def demo_registry(config: Config, folder: Path) -> str:
         if not isinstance(key, Ed25519PrivateKey):
             raise InputError(f"{path} is not an Ed25519 private key", hint="remove it")
     else:
-        key = Ed25519PrivateKey.generate()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(pem)
+        key = _new_private_key(path)
     folder.mkdir(parents=True, exist_ok=True)
     public = folder / f"{DEMO_SIGNER}.pub.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public.write_bytes(_public_pem(key))
     registry = folder / "signers.toml"
     registry.unlink(missing_ok=True)
-    relative = _workspace_relative(config, public)
+    relative = config.relative(public)
     _register(registry, DEMO_SIGNER, "billmig demo (no person)",
               (BUILDER, *config.signoff.roles), relative)  # fmt: skip
-    return _workspace_relative(config, registry)
-
-
-def _workspace_relative(config: Config, path: Path) -> str:
-    try:
-        return path.relative_to(config.root).as_posix()
-    except ValueError:
-        return str(path)
+    return config.relative(registry)

@@ -196,6 +196,13 @@ class Config:
         path = Path(relative)
         return path if path.is_absolute() else self.root / path
 
+    def relative(self, path: Path) -> str:
+        """``path`` as the workspace names it (relative to its root when inside it)."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
     def wave(self, name: str) -> WaveConfig:
         """The wave called ``name``."""
         for wave in self.waves:

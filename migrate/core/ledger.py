@@ -105,15 +105,8 @@ def _hashes(config: Config, paths: Sequence[Path | str | None]) -> dict[str, str
             continue
         absolute = config.resolve(str(path))
         if absolute.is_file():
-            found[_workspace_name(config, absolute)] = sha256_file(absolute)
+            found[config.relative(absolute)] = sha256_file(absolute)
     return found
-
-
-def _workspace_name(config: Config, path: Path) -> str:
-    try:
-        return path.relative_to(config.root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def phase_inputs(config: Config, files: PhaseFiles, run_id: str) -> dict[str, str]:

@@ -16,10 +16,11 @@ path                               written by                      read by
 ``validation/``                    validate                        report, cutover, compare
 ``signoff/``                       report, signoff                 verify, cutover
 ``freeze_breaches.csv``            window breaches                 cutover
-``compensation/`` (the run          compensate                      runbook 08
-``compensation-<incident>``)
-``cutover-run.json``               cutover                         runs
+``compensation/``                  compensate                      runbook 08
+``cutover-run.json``               cutover                         the go/no-go minutes
 =================================  ==============================  ==========================
+
+A compensation is a run of its own, ``runs/compensation-<incident>/``.
 
 Run records share one naming scheme, ``<phase>-run.json``; every artifact's format tag is
 ``billmig.<artifact>/<version>`` (see :mod:`migrate.core.artifacts`).
