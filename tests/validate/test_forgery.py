@@ -164,16 +164,21 @@ def test_a_deleted_last_decision_is_named(copy: RunDir, demo: dict[str, Any]) ->
     assert any("says 3 decision(s), the file has 2: a line was removed" in p for p in problems)
 
 
-def test_an_appended_forged_approval_is_named(copy: RunDir, demo: dict[str, Any]) -> None:
-    last = json.loads(_lines(copy)[-1])
+def _forge_appended_approval(run: RunDir) -> None:
+    """A forger's approval with a valid chain link, signed with a key nobody registered."""
+    last = json.loads(_lines(run)[-1])
     forged = {**last, "signer": "mallory", "name": "Mallory", "role": "internal_audit",
-              "previous_line_sha256": hashlib.sha256(_lines(copy)[-1]).hexdigest()}  # fmt: skip
+              "previous_line_sha256": hashlib.sha256(_lines(run)[-1]).hexdigest()}  # fmt: skip
     line = json.dumps(forged, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     mallory = Ed25519PrivateKey.generate()
-    with copy.signoff.signoffs.open("ab") as handle:
+    with run.signoff.signoffs.open("ab") as handle:
         handle.write(line + b"\n")
-    with copy.signoff.signoff_signatures.open("a") as handle:
+    with run.signoff.signoff_signatures.open("a") as handle:
         handle.write(base64.b64encode(mallory.sign(line)).decode() + "\n")
+
+
+def test_an_appended_forged_approval_is_named(copy: RunDir, demo: dict[str, Any]) -> None:
+    _forge_appended_approval(copy)
     problems = _problems(copy, demo["registry"])
     assert any("line 4: signer 'mallory' is not registered" in p for p in problems)
     assert any("says 3 decision(s), the file has 4: a line was appended" in p for p in problems)
@@ -242,7 +247,7 @@ def _forge_deleted_run_data(run: RunDir) -> None:
 @pytest.mark.parametrize(
     "forge",
     [_forge_report, _forge_reject_into_approval, _forge_deleted_last_line,
-     _forge_deleted_run_data],
+     _forge_appended_approval, _forge_deleted_run_data],
     ids=lambda f: f.__name__.removeprefix("_forge_"),
 )  # fmt: skip
 def test_the_gate_refuses_every_forgery(demo: dict[str, Any], tmp_path: Path, forge: Any) -> None:
