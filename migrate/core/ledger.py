@@ -26,7 +26,7 @@ from migrate.core.errors import EXIT_OK, BillmigError, InputError
 from migrate.core.lock import workspace_lock
 from migrate.core.manifest import sha256_file
 from migrate.core.provenance import host, operator
-from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
+from migrate.core.runs import PhaseFiles, RunDir, RunsFolder, check_id
 
 PHASES = ("extract", "map", "load", "validate", "report", "cutover")
 REPORTED_EVEN_IF_FAILED = {"validate"}
@@ -66,12 +66,57 @@ class LedgerEntry:
 
 
 def read_ledger(runs_path: Path) -> list[LedgerEntry]:
-    """Every entry, oldest first."""
+    """Every entry, oldest first.
+
+    A torn last line (a disk full or a crash mid-write) is set aside, never rewritten: the next
+    entry starts on a line of its own and :func:`torn_lines` names it.
+
+    Raises:
+        InputError: a line before the last is not a ledger entry (the file was edited).
+    """
     path = RunsFolder(runs_path).ledger
     if not path.exists():
         return []
-    with path.open(encoding="utf-8") as handle:
-        return [LedgerEntry(**json.loads(line)) for line in handle if line.strip()]
+    entries = []
+    lines = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        entry = _entry_of(raw)
+        if entry is not None:
+            entries.append(entry)
+        elif number != len(lines) and not _torn(raw):
+            raise InputError(
+                f"{path} line {number} is not a ledger entry: the ledger was edited",
+                hint="restore the ledger from its backup; it is append-only evidence",
+            )
+    return entries
+
+
+def torn_lines(runs_path: Path) -> list[int]:
+    """Numbers of the ledger lines set aside as torn (an interrupted write)."""
+    path = RunsFolder(runs_path).ledger
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    return [
+        n for n, raw in enumerate(lines, start=1)
+        if raw.strip() and _entry_of(raw) is None and (n == len(lines) or _torn(raw))
+    ]  # fmt: skip
+
+
+def _entry_of(raw: bytes) -> LedgerEntry | None:
+    try:
+        data = json.loads(raw)
+        return LedgerEntry(**data) if isinstance(data, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _torn(raw: bytes) -> bool:
+    """A line cut off mid-write: the start of an entry that never got its end."""
+    text = raw.strip()
+    return text.startswith(b"{") and not text.endswith(b"}")
 
 
 def latest(entries: list[LedgerEntry]) -> dict[str, dict[str, LedgerEntry]]:
@@ -90,8 +135,14 @@ def command_for(phase: str, run_id: str) -> str:
 def _append(runs_path: Path, entry: LedgerEntry) -> None:
     runs_path.mkdir(parents=True, exist_ok=True)
     line = json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False)
-    with RunsFolder(runs_path).ledger.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    path = RunsFolder(runs_path).ledger
+    with path.open("a+b") as handle:
+        handle.seek(0, 2)
+        if handle.tell():
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":  # after a torn line: never glue onto it
+                handle.write(b"\n")
+        handle.write(line.encode("utf-8") + b"\n")
 
 
 # -- what each phase reads and writes ------------------------------------------------------
@@ -184,6 +235,7 @@ def run_phase(
     those files and knows no phase's file names itself.
     """
     phase = files.name
+    check_id(run_id)  # before anything is locked or recorded
     with workspace_lock(RunsFolder.of(config).lock, phase, run_id):
         check_ready(config, phase, run_id)
         context = context or _context_of(config, run_id)

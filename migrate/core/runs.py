@@ -31,11 +31,33 @@ those declarations instead of knowing any phase's file names.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from migrate.core.config import Config
+from migrate.core.errors import InputError
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+"""Run, label and incident ids: a letter or digit, then letters, digits, ``.``, ``_`` or ``-``;
+at most 96 characters. An id becomes a folder name, so nothing else is accepted."""
+
+
+def check_id(value: str, what: str = "run id") -> str:
+    """``value`` when it is a valid id; refused otherwise, before anything is written.
+
+    Raises:
+        InputError: an empty id, a path (``../x``, ``/tmp/x``, ``.``), spaces or other
+            characters outside the pattern.
+    """
+    if not ID_PATTERN.fullmatch(value) or ".." in value:
+        raise InputError(
+            f"{what} {value!r} is not valid: an id becomes a folder name under runs/",
+            hint="use letters, digits, '.', '_' and '-' (e.g. mock-3 or wave1-20260701), "
+            "starting with a letter or digit",
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -80,12 +102,20 @@ class RunsFolder:
         return DemoFolder(self.path / "demo")
 
     def run(self, run_id: str) -> RunDir:
-        """The folder of run ``run_id``."""
-        return RunDir(self.path / run_id, run_id)
+        """The folder of run ``run_id``.
+
+        Raises:
+            InputError: ``run_id`` is not a valid id (it would name a path elsewhere).
+        """
+        return RunDir(self.path / check_id(run_id), run_id)
 
     def compensation(self, incident: str) -> RunDir:
-        """An incident's compensation: a run of its own, ``compensation-<incident>``."""
-        return self.run(f"compensation-{incident}")
+        """An incident's compensation: a run of its own, ``compensation-<incident>``.
+
+        Raises:
+            InputError: ``incident`` is not a valid id.
+        """
+        return self.run(f"compensation-{check_id(incident, 'incident id')}")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK
-from migrate.core.ledger import PHASES, latest, read_ledger
+from migrate.core.ledger import PHASES, latest, read_ledger, torn_lines
 from migrate.core.rendering import TableData
 from migrate.core.runs import RunDir
 from validate.artifacts import Totals
@@ -28,6 +28,8 @@ class RunsOverview:
     waves: tuple[tuple[str, str, int, int, dict[str, int]], ...]
     """wave, its latest loaded run, accounts in target, cumulative accounts, target net per
     currency (minor units; currencies are never added together)."""
+    torn_lines: tuple[int, ...] = ()
+    """Ledger lines set aside as torn (a write cut off by a crash or a full disk)."""
 
     @property
     def exit_code(self) -> int:
@@ -51,6 +53,7 @@ class RunsOverview:
                 }
                 for w, r, a, c, m in self.waves
             ],
+            "torn_ledger_lines": list(self.torn_lines),
         }
 
     def tables(self) -> list[TableData]:
@@ -62,6 +65,12 @@ class RunsOverview:
                 (r, w, lbl, *(phases.get(p, "—") for p in SHOWN)) for r, w, lbl, phases in self.runs
             ]
             or [("no runs yet", "", "", *("" for _ in SHOWN))],
+            footer=(
+                f"ledger line(s) {', '.join(map(str, self.torn_lines))} torn by an interrupted "
+                "write: set aside, not rewritten; the phase that wrote it shows as started"
+            )
+            if self.torn_lines
+            else "",
         )
         waves = TableData(
             title="waves: latest loaded and validated run of each (not rolled back)",
@@ -106,4 +115,4 @@ def runs_overview(config: Config) -> RunsOverview:
     for wave, (run_id, accounts, net) in waves.items():
         cumulative += accounts
         wave_rows.append((wave, run_id, accounts, cumulative, net))
-    return RunsOverview(tuple(runs), tuple(wave_rows))
+    return RunsOverview(tuple(runs), tuple(wave_rows), tuple(torn_lines(config.runs_path)))

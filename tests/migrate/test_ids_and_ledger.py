@@ -1,0 +1,73 @@
+"""Ids never become paths, and a torn ledger line never stops the workspace (issue 17).
+
+* ``--run ../../x``, an absolute path, ``.`` or a name with a slash is refused (exit 2) before
+  anything is locked, recorded or written, by every phase and by compensate's incident id.
+* A last ledger line cut off mid-write is set aside: every command still reads the ledger,
+  the next entry starts on its own line, ``billmig runs`` names the torn line; an edited line
+  in the middle is refused with the line named.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from migrate.cli.main import main
+from migrate.core.config import load_config
+from migrate.core.errors import InputError
+from migrate.core.ledger import read_ledger, torn_lines
+from migrate.core.runs import RunsFolder, check_id
+from migrate.extract.run import run_extract
+from migrate.synth import SynthOptions, run_synth
+
+BAD_IDS = ("../../x", "/tmp/billmig-outside", ".", "..", "a/b", "a b", "", "-leading", "x" * 97)
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_an_id_that_would_be_a_path_is_refused(bad: str) -> None:
+    with pytest.raises(InputError, match="is not valid"):
+        check_id(bad)
+
+
+def test_every_phase_refuses_a_path_as_run_id_before_writing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(workspace)
+    outside = workspace.parent / "x"
+    for command in (["extract", "--run", "../x"], ["map", "--run", "../x"],
+                    ["load", "--run", "../x"], ["validate", "--run", "/tmp/x"],
+                    ["report", "--run", "."], ["rollback", "--run", "a/../../x"]):  # fmt: skip
+        assert main(command) == 2, command
+        assert "is not valid" in capsys.readouterr().err
+    assert not outside.exists()
+    assert not (workspace / "runs" / "ledger.jsonl").exists()  # nothing recorded
+    with pytest.raises(InputError, match="incident id"):
+        RunsFolder(workspace / "runs").compensation("a/../../../../x")
+
+
+def test_a_torn_last_ledger_line_is_set_aside_and_named(
+    workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    legacy = f"sqlite:///{workspace / 'legacy.sqlite'}"
+    run_synth(legacy, SynthOptions(accounts=200, seed=3), workspace / "p.json")
+    config = load_config(workspace / "billmig.toml", environ={"BILLMIG_SOURCE_URL": legacy})
+    run_extract(config, run_id="first")
+    ledger = RunsFolder.of(config).ledger
+    with ledger.open("ab") as handle:  # a crash mid-write: half a line, no newline
+        handle.write(b'{"run_id": "second", "phase": "extract", "outc')
+    assert [e.run_id for e in read_ledger(config.runs_path)] == ["first", "first"]
+    torn = len(ledger.read_bytes().split(b"\n"))
+    assert torn_lines(config.runs_path) == [torn]
+    run_extract(config, run_id="second")  # the next entry starts on a line of its own
+    assert [e.run_id for e in read_ledger(config.runs_path)][-2:] == ["second", "second"]
+    assert torn_lines(config.runs_path) == [torn]
+    monkeypatch.chdir(workspace)
+    assert main(["--json", "runs"]) == 0
+    assert json.loads(capsys.readouterr().out)["torn_ledger_lines"] == [torn]
+    lines = ledger.read_bytes().split(b"\n")
+    lines[0] = b'{"run_id": "first", "phase": "extract", "outcome": "ok"'  # an edited line
+    ledger.write_bytes(b"\n".join([*lines[:1], b"not json at all", *lines[1:]]))
+    with pytest.raises(InputError, match="line 2 is not a ledger entry"):
+        read_ledger(config.runs_path)
