@@ -1,13 +1,17 @@
 """One phase at a time per workspace: an exclusive lock on ``runs/.billmig.lock``.
 
 The lock is an ``flock`` on the file, so the operating system releases it when its holder
-dies, however it dies (``kill -9`` included): a stale lock cannot block the next run. The
+dies, however it dies (``kill -9`` included): a stale lock cannot block the next run. A forked
+worker would inherit the locked descriptor and keep the workspace locked after its parent was
+killed, so workers start with :func:`forget_inherited_locks` (see
+:func:`migrate.core.processes.worker_pool`): only the phase's own process holds the lock. The
 file's content says who holds it (user, host, process, phase, run, since when) for the
 message a second phase gets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,6 +22,20 @@ from pathlib import Path
 
 from migrate.core.errors import InputError
 from migrate.core.provenance import host, operator
+
+_HELD: set[int] = set()
+"""Descriptors of the locks this process holds (a forked child closes its copies)."""
+
+
+def forget_inherited_locks() -> None:
+    """In a forked child: close the lock descriptors inherited from the parent.
+
+    The parent keeps its own; the lock then lives exactly as long as the parent process.
+    """
+    for descriptor in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _HELD.clear()
 
 
 @contextmanager
@@ -49,8 +67,10 @@ def workspace_lock(path: Path, phase: str, run_id: str) -> Iterator[None]:
             )
         )
         handle.flush()
+        _HELD.add(handle.fileno())
         yield
     finally:
+        _HELD.discard(handle.fileno())
         handle.close()  # closing the descriptor releases the flock
 
 

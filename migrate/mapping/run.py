@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import multiprocessing
 import shutil
 import tempfile
 import time
@@ -52,6 +51,7 @@ from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import run_phase
 from migrate.core.manifest import git_state, sha256_file
+from migrate.core.processes import worker_pool
 from migrate.core.progress import SILENT, Progress
 from migrate.core.provenance import operator
 from migrate.core.reasons import ReasonCode, Severity
@@ -465,8 +465,7 @@ class _MapJob:
             return self._run(progress)
         # Workers are forked once, now, while the parent is small: a fork later would copy
         # the parent's grown heap into every worker's page tables.
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+        with worker_pool(self.workers) as pool:
             self.pool = pool
             try:
                 return self._run(progress)

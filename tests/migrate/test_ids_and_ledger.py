@@ -71,3 +71,50 @@ def test_a_torn_last_ledger_line_is_set_aside_and_named(
     ledger.write_bytes(b"\n".join([*lines[:1], b"not json at all", *lines[1:]]))
     with pytest.raises(InputError, match="line 2 is not a ledger entry"):
         read_ledger(config.runs_path)
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from migrate.core.lock import workspace_lock
+from migrate.core.processes import worker_pool
+
+with workspace_lock(Path(sys.argv[1]), "map", "killed"), worker_pool(1) as pool:
+    worker = pool.submit(time.sleep, 60)
+    while not pool._processes:  # the worker is forked on the first submit
+        time.sleep(0.01)
+    print(next(iter(pool._processes)), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_phase_leaves_no_worker_holding_the_workspace(tmp_path: Path) -> None:
+    """Kill -9 of a phase with a live pool worker: the lock is free at once, the worker ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from migrate.core.lock import workspace_lock
+
+    lock = tmp_path / ".billmig.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    assert holder.stdout is not None
+    worker = int(holder.stdout.readline())
+    busy = pytest.raises(InputError, match="the workspace is busy: map of run killed")
+    with busy, workspace_lock(lock, "extract", "next"):
+        pass
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with workspace_lock(lock, "extract", "next"):  # the worker does not hold it
+        pass
+    for _ in range(100):  # and the worker ended with its parent
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"worker {worker} outlived its killed parent")
