@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from migrate.core.artifacts import SnapshotManifest
+from migrate.core.artifacts import MappedManifest, SnapshotManifest
 from migrate.core.config import Config, mask_url
 from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
@@ -160,7 +160,10 @@ def _run(config: Config, run_id: str) -> ValidationResult:
     for needed, phase in ((run.snapshot.manifest, "extract"), (run.mapped.manifest, "map")):
         if not needed.exists():
             raise InputError(f"run {run_id} has no {needed.parent.name}", hint=f"run {phase} first")
-    cutoff = pd.Timestamp(SnapshotManifest.read(run.snapshot.manifest).cutoff_at)
+    snapshot = SnapshotManifest.read(run.snapshot.manifest)
+    snapshot.check(run.snapshot, run_id)  # every byte validate reads, as extract wrote it
+    MappedManifest.read(run.mapped.manifest).check(run.mapped, run_id)
+    cutoff = pd.Timestamp(snapshot.cutoff_at)
     url = config.target_url()
     suites = gx_process.Suites(url, run.snapshot)
     try:

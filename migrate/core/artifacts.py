@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from migrate.core.errors import InputError
-from migrate.core.manifest import GitState, canonical_json
-from migrate.core.runs import MappedFolder
+from migrate.core.manifest import GitState, canonical_json, sha256_file
+from migrate.core.runs import MappedFolder, SnapshotFolder
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -116,6 +116,15 @@ class Artifact:
         """Write the artifact as canonical JSON (sorted keys: same content, same bytes)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(canonical_json(self.to_dict()), encoding="utf-8")
+
+
+def _changed(folder: Path, listed: list[tuple[str, str]]) -> list[str]:
+    """Names (relative to ``folder``) whose file is missing or has another SHA-256."""
+    return [
+        name
+        for name, sha256 in listed
+        if not (folder / name).is_file() or sha256_file(folder / name) != sha256
+    ]
 
 
 # -- extract -------------------------------------------------------------------------------
@@ -215,6 +224,25 @@ class SnapshotManifest(Artifact):
     def rows(self) -> int:
         """Rows kept over every entity."""
         return sum(entity.rows for entity in self.entities.values())
+
+    def changed_files(self, folder: SnapshotFolder) -> list[str]:
+        """Files of the snapshot that are missing or no longer have their recorded hash."""
+        listed = [(e.file, e.sha256) for e in self.entities.values()]
+        listed.append((self.exceptions.file, self.exceptions.sha256))
+        return _changed(folder.path, listed)
+
+    def check(self, folder: SnapshotFolder, run_id: str) -> None:
+        """Refuse a snapshot a byte of which changed since extract.
+
+        Raises:
+            InputError: naming the first changed or missing file.
+        """
+        changed = self.changed_files(folder)
+        if changed:
+            raise InputError(
+                f"snapshot/{changed[0]} of run {run_id} is missing or changed since extract",
+                hint="a snapshot is never edited by hand: extract again into a new --run",
+            )
 
 
 @dataclass(frozen=True)
@@ -318,6 +346,19 @@ class MappedManifest(Artifact):
         """Rows map wrote for target table ``table`` (0 when it wrote no file)."""
         found = self.outputs.get(MappedFolder.file_name(table))
         return found.rows or 0 if found else 0
+
+    def check(self, folder: MappedFolder, run_id: str) -> None:
+        """Refuse a mapped output a byte of which changed since map.
+
+        Raises:
+            InputError: naming the first changed or missing file.
+        """
+        changed = _changed(folder.path, [(n, o.sha256) for n, o in self.outputs.items()])
+        if changed:
+            raise InputError(
+                f"mapped/{changed[0]} of run {run_id} is missing or changed since map",
+                hint=f"rerun billmig map --run {run_id}; mapped output is never edited by hand",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

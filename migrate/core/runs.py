@@ -385,8 +385,13 @@ class RunDir:
 
     @property
     def snapshot(self) -> SnapshotFolder:
-        """The snapshot extract wrote."""
+        """The snapshot extract published."""
         return SnapshotFolder(self.path / "snapshot")
+
+    @property
+    def snapshot_staging(self) -> SnapshotFolder:
+        """Where extract writes before it publishes ``snapshot/`` with one rename."""
+        return SnapshotFolder(self.path / "snapshot.partial")
 
     # -- map -----------------------------------------------------------------------------------
 

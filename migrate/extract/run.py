@@ -61,7 +61,7 @@ from migrate.core.progress import SILENT, Progress
 from migrate.core.provenance import operator
 from migrate.core.reasons import ReasonCode
 from migrate.core.rendering import TableData
-from migrate.core.runs import PhaseFiles, RunDir
+from migrate.core.runs import PhaseFiles, RunDir, RunsFolder, SnapshotFolder
 from migrate.extract.normalise import ColumnContext, Issue, currency_exponents, normalise_column
 from migrate.extract.profiles import EntityQuery, SourceProfile, load_profile
 from migrate.extract.reader import LegacyReader, RawColumns, open_reader
@@ -214,6 +214,12 @@ def run_extract(
     recorded in the run ledger (:mod:`migrate.core.ledger`).
     """
     name = run_id or new_run_id()
+    published = RunsFolder.of(config).run(name).snapshot
+    if published.manifest.is_file():  # refused before anything is recorded
+        raise InputError(
+            f"run {name} already has a snapshot ({published.path})",
+            hint="extract into a new --run: a snapshot is never replaced",
+        )
     return run_phase(
         config,
         EXTRACT,
@@ -232,24 +238,25 @@ def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progres
     profile = load_profile(config.resolve(config.source.profile))
     wave_config = config.wave(wave) if wave else None
     run = RunDir.of(config, run_id)
-    snapshot_dir = run.snapshot.path
-    if snapshot_dir.exists():
-        raise InputError(f"{snapshot_dir} already exists", hint="extract into a new --run")
-    snapshot_dir.mkdir(parents=True)
+    staging = run.snapshot_staging
+    # What a killed extract left (staging, or a snapshot/ without its manifest from before
+    # staging existed) proves nothing: it is removed and the run id restarts cleanly.
+    shutil.rmtree(staging.path, ignore_errors=True)
+    if run.snapshot.path.exists() and not run.snapshot.manifest.exists():
+        shutil.rmtree(run.snapshot.path)
+    staging.path.mkdir(parents=True)
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     try:
         dialect, docs, summaries, exception_rows = _extract_entities(
-            url, config, profile, wave_config, run, progress
+            url, config, profile, wave_config, staging, progress
         )
     except BaseException:
-        # Without its manifest a partial snapshot proves nothing: remove it (and the run
-        # directory if extract created it for nothing else) so the run id can be retried.
-        shutil.rmtree(snapshot_dir, ignore_errors=True)
+        shutil.rmtree(staging.path, ignore_errors=True)
         with contextlib.suppress(OSError):
-            snapshot_dir.parent.rmdir()
+            run.path.rmdir()  # the run folder too, if extract created it for nothing else
         raise
-    exceptions = _write_exceptions(run.snapshot.exceptions, exception_rows)
+    exceptions = _write_exceptions(staging.exceptions, exception_rows)
     SnapshotManifest(
         tool_version=__version__,
         workspace=git_state(config.root),
@@ -263,7 +270,9 @@ def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progres
         entities=docs,
         exceptions=exceptions,
         reconciled=all(s.reconciled for s in summaries),
-    ).write(run.snapshot.manifest)
+    ).write(staging.manifest)
+    staging.path.rename(run.snapshot.path)  # published whole, or not at all
+    snapshot_dir = run.snapshot.path
     seconds = time.perf_counter() - started
     _write_run_record(run, started_at, seconds, summaries)
     return ExtractResult(
@@ -281,7 +290,7 @@ def _extract_entities(
     config: Config,
     profile: SourceProfile,
     wave: WaveConfig | None,
-    run: RunDir,
+    folder: SnapshotFolder,
     progress: Progress,
 ) -> tuple[str, dict[str, SnapshotEntity], list[EntitySummary], list[dict[str, Any]]]:
     """Every entity through one reader: dialect, manifest sections, summaries, exceptions."""
@@ -290,7 +299,7 @@ def _extract_entities(
     exception_rows: list[dict[str, Any]] = []
     with open_reader(url) as reader:
         for entity in ENTITIES:
-            extractor = _EntityExtractor(config, profile, entity, wave, run)
+            extractor = _EntityExtractor(config, profile, entity, wave, folder)
             doc, summary, issues = extractor.run(reader, progress)
             docs[entity.name] = doc
             summaries.append(summary)
@@ -307,14 +316,14 @@ class _EntityExtractor:
         profile: SourceProfile,
         entity: Entity,
         wave: WaveConfig | None,
-        run: RunDir,
+        folder: SnapshotFolder,
     ) -> None:
         self.config = config
         self.profile = profile
         self.entity = entity
         self.query: EntityQuery = profile.query(entity.name)
         self.wave = wave
-        self.path = run.snapshot.entity(entity.name)
+        self.path = folder.entity(entity.name)
         self.cutoff = config.extract.cutoff
         self.kept = _Totals()
         self.after = _Totals()

@@ -151,14 +151,15 @@ class _Mapped:
             )
         manifest = MappedManifest.read(run.mapped.manifest)
         for table in TARGET_TABLES:
-            path = run.mapped.table(table.name)
-            expected = manifest.output(path.name)
-            if not path.exists() or expected is None or sha256_file(path) != expected.sha256:
+            if manifest.output(run.mapped.table(table.name).name) is None:
                 raise InputError(
-                    f"{path.name} of run {run_id} is missing or changed since map",
+                    f"the mapped output of run {run_id} has no {table.name} table",
                     hint=f"rerun `billmig map --run {run_id}`",
                 )
-        wave = SnapshotManifest.read(run.snapshot.manifest).wave_name
+        manifest.check(run.mapped, run_id)
+        snapshot = SnapshotManifest.read(run.snapshot.manifest)
+        snapshot.check(run.snapshot, run_id)  # the chain from legacy holds, or nothing loads
+        wave = snapshot.wave_name
         return cls(run.mapped, sha256_file(run.mapped.manifest), wave)
 
     def batches(self, table: str, batch_rows: int) -> Iterator[pa.Table]:

@@ -326,16 +326,7 @@ class _Snapshot:
                 f"the snapshot in {run.snapshot} does not reconcile with legacy control totals",
                 hint="investigate the extract differences and extract again",
             )
-        for name, sha256 in [
-            *((e.file, e.sha256) for e in manifest.entities.values()),
-            (manifest.exceptions.file, manifest.exceptions.sha256),
-        ]:
-            path = run.snapshot.path / name
-            if not path.exists() or sha256_file(path) != sha256:
-                raise InputError(
-                    f"snapshot file {path.name} is missing or changed since extract",
-                    hint="extract again; a snapshot is never edited by hand",
-                )
+        manifest.check(run.snapshot, run.run_id)
         return cls(run, manifest, sha256_file(run.snapshot.manifest))
 
     @property

@@ -215,14 +215,38 @@ def test_broken_profile_query_names_the_problem(
     assert run_extract(config_for(workspace, sqlite_url), run_id="broken").reconciled
 
 
+def test_a_killed_extract_leaves_nothing_that_stops_a_rerun(
+    sqlite_url: str, workspace: Path, tmp_path: Path
+) -> None:
+    """A SIGKILL's leftovers are removed by the next extract of the same run id.
+
+    kill -9 cannot be caught: it leaves staging, or (before staging) a snapshot/ without its
+    manifest; the rerun removes either and succeeds.
+    """
+    _synth(sqlite_url, tmp_path)
+    config = config_for(workspace, sqlite_url)
+    staging = config.runs_path / "killed" / "snapshot.partial"
+    staging.mkdir(parents=True)
+    (staging / "accounts.parquet").write_bytes(b"half a file")
+    old_style = config.runs_path / "killed" / "snapshot"
+    old_style.mkdir()
+    (old_style / "clients.parquet").write_bytes(b"no manifest beside me")
+    done = run_extract(config, run_id="killed")
+    assert done.reconciled and not staging.exists()
+    assert (old_style / "manifest.json").is_file()
+    assert (old_style / "clients.parquet").read_bytes() != b"no manifest beside me"
+
+
 def test_missing_cutoff_and_reused_run_id_are_refused(
     sqlite_url: str, workspace: Path, tmp_path: Path
 ) -> None:
     _synth(sqlite_url, tmp_path)
     config = config_for(workspace, sqlite_url)
     run_extract(config, run_id="taken")
-    with pytest.raises(InputError, match="already exists"):
+    recorded = (config.runs_path / "ledger.jsonl").read_bytes()
+    with pytest.raises(InputError, match="already has a snapshot"):
         run_extract(config, run_id="taken")
+    assert (config.runs_path / "ledger.jsonl").read_bytes() == recorded  # refused, not recorded
     toml = workspace / "billmig.toml"
     toml.write_text(toml.read_text().replace("cutoff = 2016-07-01T00:00:00", ""))
     with pytest.raises(ConfigError, match="cutoff"):

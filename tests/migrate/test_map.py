@@ -258,7 +258,7 @@ def test_map_refuses_a_missing_or_altered_snapshot(
     for path in snapshot.iterdir():
         (copy / "snapshot" / path.name).write_bytes(path.read_bytes())
     (copy / "snapshot" / "bonuses.parquet").write_bytes(b"not parquet")
-    with pytest.raises(InputError, match=r"bonuses\.parquet is missing or changed"):
+    with pytest.raises(InputError, match=r"snapshot/bonuses\.parquet of run altered is missing or"):
         run_map(config, run_id="altered")
     assert not (copy / "mapped").exists()
 

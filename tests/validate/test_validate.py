@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from migrate.core.db import create_engine
+from migrate.core.errors import InputError
 from migrate.core.runs import RunDir
 from migrate.extract.run import run_extract
 from migrate.load.run import run_load
@@ -78,6 +79,17 @@ def _first(target: str, sql: str) -> Any:
 
 
 @pytest.mark.postgres
+def test_a_byte_appended_to_the_snapshot_is_refused_not_a_crash(loaded: dict[str, Any]) -> None:
+    accounts = loaded["root"] / "runs" / "r1" / "snapshot" / "accounts.parquet"
+    original = accounts.read_bytes()
+    accounts.write_bytes(original + b"\0")
+    try:
+        with pytest.raises(InputError, match=r"snapshot/accounts\.parquet of run r1 is missing or"):
+            run_validate(loaded["config"], run_id="r1")
+    finally:
+        accounts.write_bytes(original)
+
+
 def test_a_clean_load_passes(loaded: dict[str, Any]) -> None:
     result = run_validate(loaded["config"], run_id="r1")
     assert result.passed and result.exit_code == 0
