@@ -511,12 +511,21 @@ def _check_url(url: str, which: str) -> None:
         ) from exc
 
 
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token"})
+"""Query parameters that carry a password (``?password=…`` is valid libpq and PyMySQL)."""
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe to print and store."""
+    """The URL with every password replaced by ``***`` (user part and query), safe to store."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        return re.sub(r"(?i)([?&](?:password|passwd|pwd|sslpassword|secret|token)=)[^&]*",
+                      r"\1***", masked)  # fmt: skip
+    hidden = {k: "***" for k in parsed.query if k.lower() in SECRET_QUERY_KEYS}
+    rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return rendered.replace("%2A%2A%2A", "***")
 
 
 def scrub(text: str, *urls: str | None) -> str:
@@ -525,10 +534,13 @@ def scrub(text: str, *urls: str | None) -> str:
         if not url:
             continue
         try:
-            password = make_url(url).password
+            parsed = make_url(url)
         except ArgumentError:
             continue
-        if password:
-            text = text.replace(str(password), "***")
+        secrets = [parsed.password, *(v for k, v in parsed.query.items()
+                                      if k.lower() in SECRET_QUERY_KEYS)]  # fmt: skip
+        for secret in secrets:
+            if secret and isinstance(secret, str):
+                text = text.replace(secret, "***")
         text = text.replace(url, mask_url(url))
     return text

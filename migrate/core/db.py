@@ -15,17 +15,34 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from migrate.core.config import mask_url, scrub
-from migrate.core.errors import BillmigError, SourceError
+from migrate.core.errors import BillmigError, ConfigError, SourceError
 
 SQLITE, POSTGRESQL, MYSQL = "sqlite", "postgresql", "mysql"
 
 
 def normalise_url(url: str) -> URL:
     """The URL with this toolkit's drivers: psycopg 3 for PostgreSQL, PyMySQL for MariaDB."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{mask_url(url)} is not a database URL",
+            hint="e.g. postgresql://user@host:5432/db, mysql://root@host/db, sqlite:///file.db",
+        ) from None
+    if parsed.drivername.split("+")[0] == "postgres":  # the libpq spelling SQLAlchemy dropped
+        parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"unknown database URL scheme {parsed.drivername!r} in {mask_url(url)}",
+            hint="use sqlite:///FILE, postgresql:// (or postgres://), mysql:// or mariadb://, "
+            "or install the SQLAlchemy dialect of that database",
+        ) from None
     if backend == POSTGRESQL and parsed.get_driver_name() in ("psycopg2", "psycopg", ""):
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend in (MYSQL, "mariadb"):

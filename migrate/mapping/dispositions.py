@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -80,6 +81,23 @@ def load_dispositions(path: Path) -> Dispositions:
     return Dispositions(frame, hashlib.sha256(data).hexdigest())
 
 
+def _check_date(value: str, where: str) -> None:
+    """``decided_at`` is an ISO date or date-time, not in the future: it dates a decision."""
+    try:
+        decided = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            f"{where}: decided_at {value!r} is not a date",
+            hint="write it as 2016-06-28 or 2016-06-28T14:30",
+        ) from None
+    now = datetime.now(decided.tzinfo) if decided.tzinfo else datetime.now()
+    if decided > now + timedelta(days=1):
+        raise InputError(
+            f"{where}: decided_at {value} is in the future",
+            hint="date the decision when it was made",
+        )
+
+
 def _decision(row: dict[str, str], where: str, seen: set[tuple[str, str, str]]) -> list[str]:
     values = {k: (row.get(k) or "").strip() for k in COLUMNS}
     empty = [k for k, v in values.items() if not v]
@@ -102,6 +120,7 @@ def _decision(row: dict[str, str], where: str, seen: set[tuple[str, str, str]]) 
             f"{where}: {code} blocks migration and cannot be accepted as is",
             hint="record excluded (leave the row out) or fix_in_source (correct and re-extract)",
         )
+    _check_date(values["decided_at"], where)
     key = (values["entity"], values["legacy_key"], values["reason_code"])
     if key in seen:
         raise InputError(f"{where}: a second decision on {' '.join(key)}", hint="keep one")

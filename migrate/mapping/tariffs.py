@@ -100,6 +100,11 @@ def load_tariff_map(path: Path) -> TariffMap:
             hint="create it (see runbooks/02-map.md) or set [map] tariffs in billmig.toml",
         )
     data, reader = read_rows(path, COLUMNS)
+    if not reader:
+        raise InputError(
+            f"{path.name} has a header and no rows: no legacy tariff would be mapped",
+            hint="add one row per legacy tariff code (see runbooks/02-map.md)",
+        )
     offering_of: dict[str, str] = {}
     offerings: dict[str, Offering] = {}
     for line, row in enumerate(reader, start=2):
