@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal
 from migrate.core.artifacts import Artifact
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
-from migrate.core.ledger import latest, read_ledger
+from migrate.core.ledger import rolled_back_since
 from migrate.core.manifest import canonical_json, git_state, sha256_file
 from migrate.core.provenance import host, operator
 from migrate.core.rendering import TableData
@@ -207,17 +207,6 @@ def manifest_hash(run: RunDir) -> str:
     if not path.is_file():
         raise InputError(f"run {run.run_id} has no sign-off pack", hint="run billmig report")
     return PackManifest.read(path).manifest_sha256
-
-
-def rolled_back_since(config: Config, run_id: str) -> str | None:
-    """When the run was rolled back after its latest load, from the ledger (None: it was not)."""
-    phases = latest(read_ledger(config.runs_path)).get(run_id, {})
-    rollback, load = phases.get("rollback"), phases.get("load")
-    if rollback is None or rollback.outcome != "ok":
-        return None
-    if load is not None and load.outcome == "ok" and load.at > rollback.at:
-        return None
-    return rollback.at
 
 
 # -- sign-offs -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from migrate.core.artifacts import DeltaRecord, ExtractRecord, LoadRecord, MapRecord
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK, InputError
-from migrate.core.ledger import run_phase
+from migrate.core.ledger import rolled_back_since, run_phase
 from migrate.core.manifest import sha256_file
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
@@ -40,7 +40,7 @@ from migrate.core.runs import PackFolder, PhaseFiles, RunDir, ValidationFolder
 from validate.artifacts import Totals, Verdict
 from validate.charts import bar_chart
 from validate.masking import Masker, masking_secret, neutralise
-from validate.pack import read_signoffs, rolled_back_since, tool_version, write_manifest
+from validate.pack import read_signoffs, tool_version, write_manifest
 from validate.signing import BUILDER, load_registry, signing_key
 
 SAMPLES_PER_CODE = 3

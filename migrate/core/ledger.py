@@ -306,3 +306,14 @@ def _finish(
         message=message,
     )
     _append(config.runs_path, entry)
+
+
+def rolled_back_since(config: Config, run_id: str) -> str | None:
+    """When the run was rolled back after its latest load, from the ledger (None: it was not)."""
+    phases = latest(read_ledger(config.runs_path)).get(run_id, {})
+    rollback, load = phases.get("rollback"), phases.get("load")
+    if rollback is None or rollback.outcome != "ok":
+        return None
+    if load is not None and load.outcome == "ok" and load.at > rollback.at:
+        return None
+    return rollback.at

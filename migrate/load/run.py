@@ -562,8 +562,13 @@ def _mark_rolling_back(engine: sa.Engine, run_id: str, force: bool) -> str:
                 f"run {run_id} was cut over: the new platform is live on it",
                 hint="a rollback now loses live changes; if it is decided, add --force",
             )
-        if status is None or status == "rolled_back":
-            return "nothing loaded for this run" if status is None else "already rolled back"
+        if status is None:
+            raise InputError(
+                f"run {run_id} was never loaded into this target ({mask_url(str(engine.url))})",
+                hint="check the run id and BILLMIG_TARGET_URL; billmig runs lists the loaded runs",
+            )
+        if status == "rolled_back":
+            return "already rolled back"
         conn.execute(
             sa.update(LOAD_RUN).where(LOAD_RUN.c.run_id == run_id).values(status="rolling_back")
         )

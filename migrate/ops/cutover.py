@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from migrate.core.artifacts import DeltaRecord
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK
-from migrate.core.ledger import run_phase
+from migrate.core.ledger import rolled_back_since, run_phase
 from migrate.core.manifest import write_json
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
@@ -39,7 +39,7 @@ from migrate.load.run import mark_cut_over
 from migrate.mapping.dispositions import load_dispositions
 from migrate.ops.window import window_state
 from validate.artifacts import Verdict
-from validate.pack import manifest_hash, read_signoffs, rolled_back_since, verify_pack
+from validate.pack import manifest_hash, read_signoffs, verify_pack
 from validate.signing import Registry, load_registry
 
 CUTOVER_FORMAT = "billmig.cutover-run/1"

@@ -11,7 +11,7 @@ from typing import Any
 
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK
-from migrate.core.ledger import PHASES, latest, read_ledger, torn_lines
+from migrate.core.ledger import PHASES, latest, read_ledger, rolled_back_since, torn_lines
 from migrate.core.rendering import TableData
 from migrate.core.runs import RunDir
 from validate.artifacts import Totals
@@ -103,7 +103,7 @@ def runs_overview(config: Config) -> RunsOverview:
         )
     waves: dict[str, tuple[str, int, dict[str, int]]] = {}
     for run_id, wave, _, outcomes in runs:
-        loaded = outcomes.get("load") == "ok" and outcomes.get("rollback") != "ok"
+        loaded = outcomes.get("load") == "ok" and rolled_back_since(config, run_id) is None
         totals = RunDir.of(config, run_id).validation.totals
         if loaded and outcomes.get("validate") in ("ok", "checks failed") and totals.is_file():
             money = Totals.read(totals).money_by_currency

@@ -25,7 +25,11 @@ from hypothesis import strategies as st
 from migrate.cli.main import main
 from migrate.core.config import Config, load_config
 from migrate.core.db import create_engine
+from migrate.core.errors import InputError
+from migrate.core.ledger import read_ledger
 from migrate.core.legacy_schema import CHARGES, LINES
+from migrate.core.lock import workspace_lock
+from migrate.core.runs import RunsFolder
 from migrate.core.target_schema import METADATA
 from migrate.ops.compensation import Scope, run_compensate
 from tests.migrate.helpers import register_signers
@@ -181,6 +185,16 @@ def test_a1_credits_once_with_texts_in_the_subscribers_language(a1: Config) -> N
     assert verify_pack(second.directory, load_registry(a1)).intact
     totals = json.loads((second.directory / "compensation" / "totals.json").read_text())
     assert sum(t["amount_minor"] for t in totals["totals"]) == 990
+    recorded = [(e.run_id, e.phase, e.outcome) for e in read_ledger(a1.runs_path)]
+    assert recorded[-4:] == [("compensation-a1-aug", "compensate", outcome)
+                             for outcome in ("started", "ok", "started", "ok")]  # fmt: skip
+    lock = RunsFolder.of(a1).lock
+    with workspace_lock(lock, "map", "other"), pytest.raises(InputError, match="busy"):
+        run_compensate(a1, rules=A1, incident="a1-aug", start=date(2020, 8, 9),
+                       end=date(2020, 8, 11), scope=scope)  # fmt: skip
+    with pytest.raises(InputError, match="incident id"):
+        run_compensate(a1, rules=A1, incident="a/../../x", start=date(2020, 8, 9),
+                       end=date(2020, 8, 11), scope=scope)  # fmt: skip
 
 
 def test_kcell_refunds_and_the_5_gb_grant(

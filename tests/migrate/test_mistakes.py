@@ -83,3 +83,41 @@ def test_a_decision_date_must_be_a_date(tmp_path: Path) -> None:
     path.write_text(header + "accounts,100,ORPHAN_ROW,excluded,A. Lead,2016-06-28,test\n")
     assert load_dispositions(path).sha256
     assert load_tariff_map(REPO / "mappings" / "tariffs.csv").offerings  # the real file parses
+
+
+def test_rolling_back_a_run_a_fresh_target_never_held(workspace: Path) -> None:
+    from migrate.core.config import load_config
+    from migrate.load.run import run_rollback
+
+    target = f"sqlite:///{workspace / 'fresh.sqlite'}"
+    config = load_config(workspace / "billmig.toml", environ={"BILLMIG_TARGET_URL": target})
+    with pytest.raises(InputError, match="run nosuch was never loaded into this target"):
+        run_rollback(config, run_id="nosuch")
+
+
+def test_a_run_rolled_back_then_loaded_again_counts_as_loaded(workspace: Path) -> None:
+    import json
+    from dataclasses import asdict
+
+    from migrate.core.config import load_config
+    from migrate.core.ledger import LedgerEntry
+    from migrate.core.runs import RunDir, RunsFolder
+    from migrate.ops.overview import runs_overview
+    from validate.artifacts import ControlTotals, CurrencyMoney, RowAccounting, Totals
+
+    config = load_config(workspace / "billmig.toml", environ={})
+    steps = [("extract", "00:01"), ("map", "00:02"), ("load", "00:03"), ("validate", "00:04"),
+             ("rollback", "00:05"), ("load", "00:06"), ("validate", "00:07")]  # fmt: skip
+    ledger = RunsFolder.of(config).ledger
+    ledger.parent.mkdir(parents=True)
+    with ledger.open("w", encoding="utf-8") as handle:
+        for phase, at in steps:
+            entry = LedgerEntry("r1", phase, "ok", "op", "host", 1, f"2026-12-01T{at}:00+00:00")
+            handle.write(json.dumps(asdict(entry)) + "\n")
+    Totals(
+        money_by_currency={"KZT": CurrencyMoney(10, 100, 0, 100, 0)},
+        control_totals=ControlTotals((), (), (), ()),
+        rows=RowAccounting({}, {}),
+    ).write(RunDir.of(config, "r1").validation.totals)
+    waves = runs_overview(config).waves
+    assert [(w[1], w[2]) for w in waves] == [("r1", 10)]

@@ -35,10 +35,11 @@ import sqlalchemy as sa
 from migrate.core.config import Config
 from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceError, TargetError
+from migrate.core.ledger import run_phase
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.manifest import write_json
 from migrate.core.rendering import TableData
-from migrate.core.runs import RunDir, RunsFolder
+from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
 
 if TYPE_CHECKING:
     from validate.signing import SigningKey
@@ -194,14 +195,35 @@ def run_compensate(
 
     if end < start:
         raise InputError(f"the period ends ({end}) before it starts ({start})")
+    out = RunsFolder.of(config).compensation(incident)  # a bad incident id stops here
     rule_file = load_rules(rules)
     signing = signing_key(config, load_registry(config), BUILDER, signer)
+    return run_phase(
+        config,
+        COMPENSATE,
+        out.run_id,
+        lambda: _compensate(config, out, rule_file, signing, incident, start, end, scope),
+    )
+
+
+COMPENSATE = PhaseFiles(
+    "compensate",
+    inputs=lambda run: (),
+    output=lambda run: run.signoff.manifest,
+)
+"""Compensate holds the workspace lock and leaves its signed pack as evidence in the ledger;
+its run id is ``compensation-<incident>``."""
+
+
+def _compensate(
+    config: Config, out: RunDir, rule_file: RuleFile, signing: SigningKey, incident: str,
+    start: date, end: date, scope: Scope,
+) -> CompensationResult:  # fmt: skip
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     url = config.target_url()
     subscribers = _subscribers(config, url, scope, rule_file.languages[0])
     credits, gaps = _credits(config, rule_file, incident, subscribers, days)
     applied, already = (0, 0) if gaps else _apply(config, url, incident, credits)
-    out = RunsFolder.of(config).compensation(incident)
     digest = _write_pack(config, out, signing, rule_file, credits, gaps, start, end, scope)
     return CompensationResult(
         incident, rule_file.title, out.path, tuple(credits), tuple(gaps), applied, already, digest
