@@ -36,10 +36,11 @@ from migrate.core.artifacts import Artifact
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import rolled_back_since
+from migrate.core.lock import workspace_lock
 from migrate.core.manifest import canonical_json, git_state, sha256_file
-from migrate.core.provenance import host, operator
+from migrate.core.provenance import host, operator, os_user
 from migrate.core.rendering import TableData
-from migrate.core.runs import PACKED_FOLDERS, RunDir
+from migrate.core.runs import PACKED_FOLDERS, RunDir, RunsFolder
 from validate.signing import BUILDER, Registry, SigningKey, load_registry, signing_key
 
 DECISIONS = ("approve", "reject")
@@ -178,7 +179,7 @@ def write_manifest(
         previous=None
         if previous is None
         else PreviousManifest(previous[0], run.relative(previous[1]), sha256_file(previous[1])),
-        built_by=BuiltBy(signing.signer.id, signing.signer.key_sha256, operator(), host()),
+        built_by=BuiltBy(signing.signer.id, signing.signer.key_sha256, os_user(), host()),
         artifacts=listed,
         checksums_sha256=sha256_file(pack.checksums),
     )
@@ -321,18 +322,28 @@ def record_signoff(
         run_id=run_id, role=role, name=name.strip(), decision=decision, comment=comment,
         at=datetime.now(UTC).isoformat(), manifest_sha256=current,
         previous_line_sha256=hashlib.sha256(lines[-1]).hexdigest() if lines else None,
-        signer=key.signer.id, key_sha256=key.signer.key_sha256, os_user=operator(), host=host(),
+        signer=key.signer.id, key_sha256=key.signer.key_sha256, os_user=os_user(), host=host(),
     )  # fmt: skip
     record = replace(unsigned, signature=key.sign_b64(unsigned.signed_bytes()))
     line = record.signed_bytes() + b"\n"
-    with run.signoff.signoffs.open("ab") as handle:
-        handle.write(line)
-    with run.signoff.signoff_signatures.open("a", encoding="ascii") as handle:
-        handle.write(record.signature + "\n")
     head = SignoffHead(run_id, len(lines) + 1, hashlib.sha256(line).hexdigest(), key.signer.id)
-    run.signoff.signoffs_head.write_bytes(head.signed_bytes())
-    run.signoff.signoffs_head_signature.write_bytes(key.sign(head.signed_bytes()))
+    with workspace_lock(RunsFolder.of(config).lock, "signoff", run_id):  # one decision at a time
+        if run.signoff.signoffs.exists() and len(_lines_of(run)) != len(lines):
+            raise InputError(
+                f"another decision on run {run_id} was recorded meanwhile",
+                hint="run billmig signoff again: it signs against the chain as it is now",
+            )
+        with run.signoff.signoffs.open("ab") as handle:
+            handle.write(line)
+        with run.signoff.signoff_signatures.open("a", encoding="ascii") as handle:
+            handle.write(record.signature + "\n")
+        run.signoff.signoffs_head.write_bytes(head.signed_bytes())
+        run.signoff.signoffs_head_signature.write_bytes(key.sign(head.signed_bytes()))
     return record
+
+
+def _lines_of(run: RunDir) -> list[bytes]:
+    return run.signoff.signoffs.read_bytes().splitlines(keepends=True)
 
 
 def _check_decision(config: Config, role: str, name: str, decision: str, comment: str) -> None:

@@ -20,6 +20,11 @@ def operator() -> str:
     return os.environ.get(OPERATOR_VARIABLE, "").strip() or getpass.getuser()
 
 
+def os_user() -> str:
+    """The OS account billmig runs under (recorded beside a declared or signing identity)."""
+    return getpass.getuser()
+
+
 def host() -> str:
     """The machine billmig runs on."""
     return socket.gethostname()
