@@ -112,15 +112,15 @@ def masking_secret(config: Config) -> str:
     path = config.root / SECRETS_FILE
     if path.is_file():
         try:
-            section = tomllib.loads(path.read_text(encoding="utf-8")).get("masking", {})
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}", hint="fix the file") from None
-        if isinstance(section, dict) and "key" in section:
-            key = section["key"]
+        if "masking" in raw:  # never a second [masking] table appended below
+            key = raw["masking"].get("key") if isinstance(raw["masking"], dict) else None
             if not isinstance(key, str) or len(key) < 32:
                 raise ConfigError(
                     f"{path}: [masking] key must be a secret of 32 characters or more",
-                    hint="remove the line: a new secret is made on the next report",
+                    hint="remove the [masking] section: a new secret is made on the next report",
                 )
             return key
     key = secrets.token_hex(32)

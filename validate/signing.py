@@ -31,12 +31,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK, ConfigError, InputError
 from migrate.core.rendering import TableData
+from migrate.core.runs import check_id
 
 KEY_DIR_VARIABLE = "BILLMIG_KEY_DIR"
 SIGNER_VARIABLE = "BILLMIG_SIGNER"
 BUILDER = "builder"
 """The role allowed to build (and so sign) sign-off packs."""
-ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 @dataclass(frozen=True)
@@ -173,20 +173,6 @@ def key_dir(config: Config, environ: Mapping[str, str] | None = None) -> Path:
 def private_key_path(config: Config, signer_id: str) -> Path:
     """Where ``signer_id``'s private key lives on this machine."""
     return key_dir(config) / f"{signer_id}.pem"
-
-
-def check_id(signer_id: str) -> str:
-    """``signer_id`` when it is a valid signer id (lower-case letters, digits, ``-_.``).
-
-    Raises:
-        InputError: anything else (an id becomes a file name).
-    """
-    if not signer_id or not set(signer_id) <= ID_CHARACTERS or signer_id.startswith("."):
-        raise InputError(
-            f"signer id {signer_id!r} is not valid",
-            hint="use lower-case letters, digits, '-', '_' and '.', e.g. a.sarsenova",
-        )
-    return signer_id
 
 
 @dataclass(frozen=True)
@@ -365,7 +351,7 @@ def new_key(config: Config, signer_id: str, name: str, roles: Iterable[str]) -> 
     Raises:
         InputError: a bad id, an existing private key or registration for the id, no roles.
     """
-    check_id(signer_id)
+    check_id(signer_id, "signer id")  # it names the key files
     roles = tuple(dict.fromkeys(r.strip() for r in roles if r.strip()))
     if not roles or not name.strip():
         raise InputError("a signer needs a name and at least one role", hint="--name, --role")

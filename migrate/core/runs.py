@@ -53,7 +53,7 @@ def check_id(value: str, what: str = "run id") -> str:
     """
     if not ID_PATTERN.fullmatch(value) or ".." in value:
         raise InputError(
-            f"{what} {value!r} is not valid: an id becomes a folder name under runs/",
+            f"{what} {value!r} is not valid: an id becomes a file or folder name",
             hint="use letters, digits, '.', '_' and '-' (e.g. mock-3 or wave1-20260701), "
             "starting with a letter or digit",
         )

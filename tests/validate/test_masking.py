@@ -133,3 +133,18 @@ def test_pseudonyms_need_the_workspace_secret() -> None:
 def test_a_known_number_after_a_plus_is_masked_once() -> None:
     masker = Masker("k" * 64).with_numbers(["77711234553"])
     assert masker.text("number +77711234553 is invalid") == "number +7 771 *** ** 53 is invalid"
+
+
+def test_the_masking_secret_is_made_once_and_a_broken_one_refused(tmp_path: Path) -> None:
+    from migrate.core.errors import ConfigError
+    from validate.masking import masking_secret
+
+    (tmp_path / "billmig.toml").write_text((Path(__file__).parents[2] / "billmig.toml").read_text())
+    config = load_config(tmp_path / "billmig.toml", environ={})
+    first = masking_secret(config)
+    assert masking_secret(config) == first and len(first) == 64
+    secrets = tmp_path / ".secrets.toml"
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+    secrets.write_text("[masking]\n")
+    with pytest.raises(ConfigError, match="32 characters or more"):
+        masking_secret(config)
