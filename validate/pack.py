@@ -37,7 +37,7 @@ from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import rolled_back_since
 from migrate.core.lock import workspace_lock
-from migrate.core.manifest import canonical_json, git_state, sha256_file
+from migrate.core.manifest import canonical_json, git_state, sha256_file, write_atomic
 from migrate.core.provenance import host, operator, os_user
 from migrate.core.rendering import TableData
 from migrate.core.runs import PACKED_FOLDERS, RunDir, RunsFolder
@@ -163,8 +163,8 @@ def write_manifest(
     listed = artifacts(run)
     pack = run.signoff
     pack.path.mkdir(parents=True, exist_ok=True)
-    pack.checksums.write_text(
-        "".join(f"{digest}  {name}\n" for name, digest in sorted(listed.items())), encoding="utf-8"
+    write_atomic(
+        pack.checksums, "".join(f"{digest}  {name}\n" for name, digest in sorted(listed.items()))
     )
     git = git_state(config.root)
     unsigned = PackManifest(
@@ -184,8 +184,11 @@ def write_manifest(
         checksums_sha256=sha256_file(pack.checksums),
     )
     manifest = replace(unsigned, manifest_sha256=unsigned.self_hash())
+    # The signature is written last: a pack is published by it, so a report or compensate
+    # killed before this line leaves a manifest nobody accepts (verify: no valid signature).
+    pack.manifest_signature.unlink(missing_ok=True)
     manifest.write(pack.manifest)
-    pack.manifest_signature.write_bytes(signing.sign(pack.manifest.read_bytes()))
+    write_atomic(pack.manifest_signature, signing.sign(pack.manifest.read_bytes()))
     return pack.manifest, manifest.manifest_sha256
 
 

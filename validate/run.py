@@ -10,6 +10,7 @@ does its own counting and summing in SQL. Writes ``runs/<run_id>/validation/``:
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -31,7 +32,7 @@ from migrate.core.ledger import run_phase
 from migrate.core.manifest import sha256_file
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
-from migrate.core.runs import PhaseFiles, RunDir
+from migrate.core.runs import PhaseFiles, RunDir, ValidationFolder, publish_folder
 from validate import gx_process
 from validate.accounting import Accounting, account_rows, control_totals
 from validate.artifacts import (
@@ -180,8 +181,9 @@ def _validate(
     started: float,
 ) -> ValidationResult:
     url = config.target_url()
-    out = run.validation
-    out.path.mkdir(parents=True, exist_ok=True)
+    out = run.validation_staging  # published as validation/ when complete
+    shutil.rmtree(out.path, ignore_errors=True)  # what a killed validate left
+    out.path.mkdir(parents=True)
     dispositions = config.resolve(config.map.dispositions)
     stages: dict[str, float] = {}
     with workbench(run.validate_work) as duck:
@@ -209,7 +211,7 @@ def _validate(
     result = ValidationResult(
         run.run_id,
         mask_url(url),
-        out.path,
+        run.validation.path,
         criteria,
         totals,
         found,
@@ -218,10 +220,12 @@ def _validate(
     )
     _write(
         run,
+        out,
         result,
         replace(checks.control, balance_distribution=tuple(distribution)),
         checks.accounting,
     )
+    publish_folder(out.path, run.validation.path)
     return result
 
 
@@ -397,9 +401,12 @@ def _accounted(accounting: Accounting) -> Criterion:
 
 
 def _write(
-    run: RunDir, result: ValidationResult, control: ControlTotals, accounting: Accounting
+    run: RunDir,
+    out: ValidationFolder,
+    result: ValidationResult,
+    control: ControlTotals,
+    accounting: Accounting,
 ) -> None:
-    out = run.validation
     Verdict(
         run_id=result.run_id,
         target=result.target,

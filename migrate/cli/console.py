@@ -7,6 +7,7 @@ a terminal, never in CI logs (``CI`` set) or with ``--quiet`` / ``--json``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -120,10 +121,29 @@ class Console:
         """One line on stderr saying what is wrong and what to do next."""
         self.err.print(Text("error: ", style="bold red") + Text(message))
 
+    def show_warnings(self) -> None:
+        """Print the core's warnings (``billmig`` logger: a lock taken over) on stderr.
+
+        One line each, also with --json (stderr is not data) and --quiet (they matter).
+        """
+        logger = logging.getLogger("billmig")
+        logger.handlers = [_WarningLine(self.err)]
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
     def note(self, message: str) -> None:
         """A one-line remark on stderr (suppressed by --quiet and --json)."""
         if not (self.quiet or self.json_mode):
             self.err.print(message)
+
+
+class _WarningLine(logging.Handler):
+    def __init__(self, err: RichConsole) -> None:
+        super().__init__(logging.WARNING)
+        self._err = err
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._err.print(Text("warning: ", style="bold yellow") + Text(record.getMessage()))
 
 
 def _cell(value: object) -> str:

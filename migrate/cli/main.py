@@ -176,8 +176,16 @@ def map_command(state: _State, run_id: str) -> int:
     help="With --export: keep text cells exactly, even those a spreadsheet would run as a "
     "formula (default: such cells get a leading apostrophe; control.json says which).",
 )
+@click.option(
+    "--another-target",
+    is_flag=True,
+    help="Load a run this workspace loaded into another target (not rolled back) into this "
+    "one too; without it that is refused.",
+)
 @pass_state
-def load(state: _State, run_id: str, export_dir: Path | None, exact_cells: bool) -> int:
+def load(
+    state: _State, run_id: str, export_dir: Path | None, exact_cells: bool, another_target: bool
+) -> int:
     """Load runs/<run>/mapped into the target database (resumable, idempotent)."""
     if exact_cells and export_dir is None:
         raise click.UsageError("--exact-cells goes with --export DIR (vendor files only)")
@@ -191,7 +199,12 @@ def load(state: _State, run_id: str, export_dir: Path | None, exact_cells: bool)
         return exported.exit_code
     from migrate.load.run import run_load
 
-    result = run_load(state.config(), run_id=run_id, progress=state.console.progress())
+    result = run_load(
+        state.config(),
+        run_id=run_id,
+        progress=state.console.progress(),
+        another_target=another_target,
+    )
     state.console.render(result)
     return result.exit_code
 
@@ -516,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     console = Console(json_mode="--json" in args, quiet="--quiet" in args)
+    console.show_warnings()
     try:
         code = cli.main(args=args, prog_name="billmig", standalone_mode=False)
     except BillmigError as exc:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from migrate.core.errors import InputError
-from migrate.core.manifest import GitState, canonical_json, sha256_file
+from migrate.core.manifest import GitState, canonical_json, sha256_file, write_atomic
 from migrate.core.runs import MappedFolder, SnapshotFolder
 
 if TYPE_CHECKING:
@@ -113,9 +113,11 @@ class Artifact:
         return document
 
     def write(self, path: Path) -> None:
-        """Write the artifact as canonical JSON (sorted keys: same content, same bytes)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(canonical_json(self.to_dict()), encoding="utf-8")
+        """Write the artifact as canonical JSON (sorted keys: same content, same bytes).
+
+        Written to a temporary file and renamed: a kill never leaves half an artifact.
+        """
+        write_atomic(path, canonical_json(self.to_dict()))
 
 
 def _changed(folder: Path, listed: list[tuple[str, str]]) -> list[str]:
@@ -397,6 +399,8 @@ class LoadRecord(Artifact):
     finished_at: str
     seconds: float
     rows: Mapping[str, int]
+    target_id: str | None = None
+    """The target's identity (``billmig_target``): delta and a second load check it."""
 
 
 # -- delta ---------------------------------------------------------------------------------
@@ -422,6 +426,8 @@ class DeltaRecord(Artifact):
     rows_removed: Mapping[str, int]
     money_by_currency: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """Every event of the run (applied now or before), minor units: charges and payments."""
+    target_id: str | None = None
+    """The target replayed into: the one the run was loaded into."""
 
     def replayed_rows(self, table: str) -> int:
         """Rows the replays left in ``table``: created less removed."""

@@ -6,7 +6,9 @@ worker would inherit the locked descriptor and keep the workspace locked after i
 killed, so workers start with :func:`forget_inherited_locks` (see
 :func:`migrate.core.processes.worker_pool`): only the phase's own process holds the lock. The
 file's content says who holds it (user, host, process, phase, run, since when) for the
-message a second phase gets.
+message a second phase gets; a holder empties it when it lets go, so content found by the
+next holder names one that died, and the takeover is logged (``billmig`` logger, shown on
+stderr by the CLI).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +26,19 @@ from pathlib import Path
 from migrate.core.errors import InputError
 from migrate.core.provenance import host, operator
 
+LOG = logging.getLogger("billmig")
 _HELD: set[int] = set()
 """Descriptors of the locks this process holds (a forked child closes its copies)."""
+
+
+def hold_descriptor(descriptor: int) -> None:
+    """Note a descriptor that holds a lock, so forked workers close their copy."""
+    _HELD.add(descriptor)
+
+
+def release_descriptor(descriptor: int) -> None:
+    """Forget a lock descriptor that is about to be closed."""
+    _HELD.discard(descriptor)
 
 
 def forget_inherited_locks() -> None:
@@ -53,6 +67,13 @@ def workspace_lock(path: Path, phase: str, run_id: str) -> Iterator[None]:
                 hint="wait for it to finish, or stop that process; a dead one releases the lock",
             ) from None
         handle.seek(0)
+        left = handle.read()
+        if left.strip():  # a holder that let go would have emptied the file
+            LOG.warning(
+                "took over the workspace lock: its last holder, %s, ended without letting go",
+                _holder(left),
+            )
+        handle.seek(0)
         handle.truncate()
         handle.write(
             json.dumps(
@@ -68,7 +89,12 @@ def workspace_lock(path: Path, phase: str, run_id: str) -> Iterator[None]:
         )
         handle.flush()
         _HELD.add(handle.fileno())
-        yield
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()  # let go: an empty file says nobody died holding it
+            handle.flush()
     finally:
         _HELD.discard(handle.fileno())
         handle.close()  # closing the descriptor releases the flock

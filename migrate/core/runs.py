@@ -31,7 +31,9 @@ those declarations instead of knowing any phase's file names.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,11 @@ class RunsFolder:
     def lock(self) -> Path:
         """The workspace lock file: one phase at a time."""
         return self.path / ".billmig.lock"
+
+    @property
+    def workspace_id(self) -> Path:
+        """This workspace's identity, recorded by every target it loads into."""
+        return self.path / ".workspace-id"
 
     @property
     def window_state(self) -> Path:
@@ -437,6 +444,11 @@ class RunDir:
         return ValidationFolder(self.path / "validation")
 
     @property
+    def validation_staging(self) -> ValidationFolder:
+        """Where validate writes before it publishes ``validation/`` (:func:`publish_folder`)."""
+        return ValidationFolder(self.path / "validation.partial")
+
+    @property
     def validate_work(self) -> Path:
         """Validate's DuckDB scratch folder (removed when validate ends)."""
         return self.path / ".validate-work"
@@ -488,3 +500,18 @@ class PhaseFiles:
     """Workspace files the phase reads, named by the configuration (``mappings/tariffs.csv``)."""
     rows: Callable[[RunDir], int | None] = lambda run: None
     """Rows the phase handled, read back from its own evidence."""
+
+
+def publish_folder(staging: Path, final: Path) -> None:
+    """Replace ``final`` by the complete ``staging`` folder.
+
+    The old folder is first renamed aside (``<name>.old``), then ``staging`` renamed into place,
+    then the old one removed: at every instant ``final`` is either the old complete folder, the
+    new complete one, or absent (killed between the two renames), never a mixture.
+    """
+    aside = final.with_name(f"{final.name}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    if final.exists():
+        os.rename(final, aside)
+    os.rename(staging, final)
+    shutil.rmtree(aside, ignore_errors=True)

@@ -299,6 +299,8 @@ LOAD_RUN = sa.Table(
     sa.Column("operator", sa.String(128), comment="who started the load"),
     sa.Column("started_at", sa.DateTime, comment="UTC"),
     sa.Column("finished_at", sa.DateTime, comment="UTC; null while loading"),
+    sa.Column("workspace_id", sa.String(36), comment="the workspace that loads and owns the run"),
+    sa.Column("workspace", sa.String(300), comment="that workspace as host:folder, for people"),
     comment="One row per run loaded into this target, and its state",
     mysql_charset="utf8mb4",
 )
@@ -314,6 +316,26 @@ LOAD_JOURNAL = sa.Table(
     sa.Column("last_key", sa.String(200), comment="legacy key of the batch's last row"),
     sa.Column("committed_at", sa.DateTime, comment="UTC"),
     comment="Every committed load batch, written in the batch's own transaction",
+    mysql_charset="utf8mb4",
+)
+
+TARGET_IDENTITY = sa.Table(
+    "billmig_target",
+    JOURNAL_METADATA,
+    sa.Column("target_id", sa.String(36), primary_key=True, comment="random, made once"),
+    sa.Column("created_at", sa.DateTime, comment="UTC"),
+    sa.Column("created_by", sa.String(128), comment="operator of the first phase that wrote"),
+    comment="Which target this is: workspaces record the id a run was loaded into",
+    mysql_charset="utf8mb4",
+)
+
+TARGET_LOCK = sa.Table(
+    "billmig_target_lock",
+    JOURNAL_METADATA,
+    sa.Column("lock_name", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False, comment="JSON: phase, run, workspace, who, pid"),
+    sa.Column("since", sa.DateTime, comment="UTC"),
+    comment="Who holds the target lock now; a row left behind names a holder that died",
     mysql_charset="utf8mb4",
 )
 

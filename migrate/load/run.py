@@ -11,10 +11,11 @@ its row in ``billmig_load_journal``, so:
 * a *different* run whose wave overlaps a loaded one is refused until that run is rolled back
   (waves never overlap; the whole population overlaps every wave).
 
-Rollback deletes exactly one run's rows, one transaction per table, children first, and
-prints the row counts before and after. Rows of the shared tables (``party``,
-``product_offering``) that another loaded run still refers to stay. After cutover it refuses
-unless forced.
+Rollback deletes one run's rows, and the rows other runs (compensations) wrote about its
+accounts, children first, in one transaction, and prints the row counts before and after. Rows
+of the shared tables (``party``, ``product_offering``) that another loaded run still refers to
+stay. After cutover it refuses unless forced. Load and rollback hold the target lock
+(:mod:`migrate.core.target_lock`): one writer per target, whichever workspace it comes from.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from migrate.core.artifacts import LoadRecord, MappedManifest, SnapshotManifest
 from migrate.core.config import Config, mask_url
 from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_OK, InputError, TargetError
-from migrate.core.ledger import run_phase
+from migrate.core.ledger import rolled_back_since, run_phase
 from migrate.core.manifest import sha256_file
 from migrate.core.progress import SILENT, Progress
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
 from migrate.core.runs import MappedFolder, PhaseFiles, RunDir
+from migrate.core.target_lock import HeldTarget, Workspace, target_lock, workspace_of
 from migrate.core.target_schema import (
     JOURNAL_METADATA,
     LEGACY_KEY_OF,
@@ -173,36 +175,49 @@ class _Mapped:
         return int(pq.ParquetFile(self.folder.table(table)).metadata.num_rows)
 
 
-def run_load(config: Config, *, run_id: str, progress: Progress = SILENT) -> LoadResult:
+def run_load(
+    config: Config,
+    *,
+    run_id: str,
+    progress: Progress = SILENT,
+    another_target: bool = False,
+) -> LoadResult:
     """Load ``runs/<run_id>/mapped`` into the target database.
 
+    ``another_target`` allows loading a run that this workspace loaded into another target
+    (which is not rolled back) a second time, into this one.
+
     Raises:
-        InputError: no mapped output, an overlapping loaded run, a busy workspace, map not run
-            or its inputs changed since (the run ledger).
+        InputError: no mapped output, an overlapping loaded run, a busy workspace or target,
+            the run loaded into another target or from another workspace, map not run or its
+            inputs changed since (the run ledger).
         TargetError: the target refused a batch (message names table, batch, legacy key).
     """
-    return run_phase(config, LOAD, run_id, lambda: _load(config, run_id, progress))
+    return run_phase(config, LOAD, run_id, lambda: _load(config, run_id, progress, another_target))
 
 
-def _load(config: Config, run_id: str, progress: Progress) -> LoadResult:
+def _load(config: Config, run_id: str, progress: Progress, another_target: bool) -> LoadResult:
     started = time.perf_counter()
-    started_at = datetime.now(UTC)
+    started_at = datetime.now(UTC).isoformat()
     url = config.target_url()
     mapped = _Mapped.open(config, run_id)
+    workspace = workspace_of(config)
     engine = create_engine(url)
     try:
-        with translate_errors(url, "creating the target schema", TargetError):
-            create_target_schema(engine)
-        claim = _claim(engine, url, run_id, mapped, config.load.batch_rows)
-        if claim.outcome == "already loaded":
-            tables = tuple(
-                TableLoad(t.name, mapped.rows(t.name), 0, 0, 0, 0.0) for t in TARGET_TABLES
-            )
-        else:
-            tables = _load_tables(engine, url, run_id, mapped, claim, progress)
-            with translate_errors(url, "adding references and indexes", TargetError):
-                complete_target_schema(engine)
-            _set_status(engine, url, run_id, "loaded", finished=True)
+        with target_lock(engine, LOAD.name, run_id, workspace) as target:
+            _refuse_second_target(config, run_id, target, another_target)
+            with translate_errors(url, "creating the target schema", TargetError):
+                create_target_schema(engine)
+            claim = _claim(engine, url, run_id, mapped, config.load.batch_rows, workspace)
+            if claim.outcome == "already loaded":
+                tables = tuple(
+                    TableLoad(t.name, mapped.rows(t.name), 0, 0, 0, 0.0) for t in TARGET_TABLES
+                )
+            else:
+                tables = _load_tables(engine, url, run_id, mapped, claim, progress)
+                with translate_errors(url, "adding references and indexes", TargetError):
+                    complete_target_schema(engine)
+                _set_status(engine, url, run_id, "loaded", finished=True)
     finally:
         engine.dispose()
     result = LoadResult(run_id, mask_url(url), claim.outcome, tables, time.perf_counter() - started)
@@ -210,14 +225,32 @@ def _load(config: Config, run_id: str, progress: Progress) -> LoadResult:
         LoadRecord(
             run_id=run_id,
             target=result.target,
+            target_id=target.target_id,
             outcome=result.outcome,
             operator=operator(),
-            started_at=started_at.isoformat(),
+            started_at=started_at,
             finished_at=datetime.now(UTC).isoformat(),
             seconds=round(result.seconds, 3),
             rows={t.name: t.rows for t in tables},
         ).write(RunDir.of(config, run_id).load_record)
     return result
+
+
+def _refuse_second_target(
+    config: Config, run_id: str, target: HeldTarget, another_target: bool
+) -> None:
+    """A run this workspace loaded elsewhere, and has not rolled back, goes nowhere else."""
+    earlier = LoadRecord.read_if_present(RunDir.of(config, run_id).load_record)
+    if earlier is None or earlier.target_id in (None, target.target_id) or another_target:
+        return
+    if rolled_back_since(config, run_id) is not None:
+        return
+    raise InputError(
+        f"run {run_id} is loaded into another target ({earlier.target}, target id "
+        f"{earlier.target_id}), not into {target.url}",
+        hint="check BILLMIG_TARGET_URL; roll it back there first, or, to load it into a "
+        "second target on purpose, add --another-target",
+    )
 
 
 def create_target_schema(engine: sa.Engine) -> None:
@@ -273,13 +306,22 @@ class _Claim:
     """Another run is loaded: shared tables get only the rows they lack."""
 
 
-def _claim(engine: sa.Engine, url: str, run_id: str, mapped: _Mapped, batch_rows: int) -> _Claim:
+def _claim(
+    engine: sa.Engine,
+    url: str,
+    run_id: str,
+    mapped: _Mapped,
+    batch_rows: int,
+    workspace: Workspace,
+) -> _Claim:
     """Register (or resume) this run's load; refuse overlaps and changed inputs."""
     with translate_errors(url, "reading the load journal", TargetError), engine.begin() as conn:
         runs = {row.run_id: row for row in conn.execute(sa.select(LOAD_RUN)).all()}
         _refuse_overlaps(run_id, mapped.wave, runs)
         mine = runs.get(run_id)
         shared = any(r.status in ACTIVE for key, r in runs.items() if key != run_id)
+        if mine is not None and mine.status in ACTIVE:
+            _refuse_foreign_owner(run_id, mine, workspace)
         if mine is not None and mine.status in ("loading", "loaded", "cut_over"):
             if mine.mapped_manifest_sha256 != mapped.manifest_sha256:
                 raise InputError(
@@ -309,12 +351,25 @@ def _claim(engine: sa.Engine, url: str, run_id: str, mapped: _Mapped, batch_rows
             "operator": operator(),
             "started_at": _now(),
             "finished_at": None,
+            "workspace_id": workspace.workspace_id,
+            "workspace": workspace.where[:300],
         }
         if mine is None:
             conn.execute(sa.insert(LOAD_RUN).values(run_id=run_id, **values))
         else:
             conn.execute(sa.update(LOAD_RUN).where(LOAD_RUN.c.run_id == run_id).values(**values))
         return _Claim("loaded", batch_rows, frozenset(), shared)
+
+
+def _refuse_foreign_owner(run_id: str, mine: Any, workspace: Workspace) -> None:
+    """The run's rows belong to the workspace that loaded them; no other resumes or redoes it."""
+    if mine.workspace_id in (None, workspace.workspace_id):
+        return
+    raise InputError(
+        f"run {run_id} in this target belongs to another workspace ({mine.workspace}, "
+        f"{mine.status} by {mine.operator})",
+        hint="run load, delta and rollback of this run from that workspace",
+    )
 
 
 def _refuse_overlaps(run_id: str, wave: str | None, runs: dict[str, Any]) -> None:
@@ -478,6 +533,9 @@ class TableRollback:
     rows_before: int
     rows_after: int
     run_rows_deleted: int
+    dependent_rows_deleted: int = 0
+    """Rows other runs wrote that refer to this run's rows (a compensation's credits)."""
+    dependent_runs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -495,17 +553,30 @@ class RollbackResult:
         """Always 0: refusals raise."""
         return EXIT_OK
 
+    @property
+    def dependent_runs(self) -> tuple[str, ...]:
+        """Other runs (compensations) whose rows went with this run's."""
+        return tuple(sorted({r for t in self.table_rollbacks for r in t.dependent_runs}))
+
     def tables(self) -> list[TableData]:
         """Counts before and after, for the terminal."""
+        others = ", ".join(self.dependent_runs)
+        also = f"; also removed, as they refer to its accounts: rows of {others}" if others else ""
         return [
             TableData(
                 title=f"rollback {self.run_id} from {self.target}",
-                headers=("table", "rows before #", "deleted #", "rows after #"),
+                headers=("table", "rows before #", "deleted #", "of other runs #", "rows after #"),
                 rows=[
-                    (t.name, t.rows_before, t.run_rows_deleted, t.rows_after)
+                    (
+                        t.name,
+                        t.rows_before,
+                        t.run_rows_deleted + t.dependent_rows_deleted,
+                        t.dependent_rows_deleted,
+                        t.rows_after,
+                    )
                     for t in self.table_rollbacks
                 ],
-                footer=f"{self.outcome}; {self.seconds:.1f} s",
+                footer=f"{self.outcome} in one transaction; {self.seconds:.1f} s{also}",
             )
         ]
 
@@ -516,15 +587,22 @@ class RollbackResult:
             "target": self.target,
             "outcome": self.outcome,
             "seconds": round(self.seconds, 3),
+            "dependent_runs": list(self.dependent_runs),
             "tables": [asdict(t) for t in self.table_rollbacks],
         }
 
 
 def run_rollback(config: Config, *, run_id: str, force: bool = False) -> RollbackResult:
-    """Remove exactly ``run_id``'s rows from every target table, one transaction per table.
+    """Remove ``run_id``'s rows, and the rows other runs wrote about them, in one transaction.
+
+    Children go before parents; rows of a compensation (or any other run) that refer to the
+    run's accounts go with them, and are named. The run is marked ``rolling_back`` first, so
+    a rollback killed before its transaction commits leaves the target as it was, marked, and
+    ``rollback`` again finishes it.
 
     Raises:
-        InputError: the run was cut over (without ``force``), or the workspace is busy.
+        InputError: the run was cut over (without ``force``), was never loaded here, or the
+            workspace or the target is busy.
     """
     return run_phase(config, ROLLBACK, run_id, lambda: _rollback(config, run_id, force))
 
@@ -534,13 +612,15 @@ def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:
     url = config.target_url()
     engine = create_engine(url)
     try:
-        with translate_errors(url, "rolling back", TargetError):
-            JOURNAL_METADATA.create_all(engine)
+        with (
+            target_lock(engine, ROLLBACK.name, run_id, workspace_of(config)),
+            translate_errors(url, "rolling back", TargetError),
+        ):
             outcome = _mark_rolling_back(engine, run_id, force)
-            tables = tuple(
-                _rollback_table(engine, table, run_id) for table in reversed(TARGET_TABLES)
-            )
-            with engine.begin() as conn:
+            with engine.begin() as conn:  # all or nothing
+                tables = tuple(
+                    _rollback_table(conn, table, run_id) for table in reversed(TARGET_TABLES)
+                )
                 conn.execute(sa.delete(LOAD_JOURNAL).where(LOAD_JOURNAL.c.run_id == run_id))
                 conn.execute(
                     sa.update(LOAD_RUN)
@@ -575,20 +655,47 @@ def _mark_rolling_back(engine: sa.Engine, run_id: str, force: bool) -> str:
         return "rolled back"
 
 
-def _rollback_table(engine: sa.Engine, table: sa.Table, run_id: str) -> TableRollback:
+def _rollback_table(conn: sa.Connection, table: sa.Table, run_id: str) -> TableRollback:
     count = sa.select(sa.func.count()).select_from(table)
-    with engine.begin() as conn:
-        before = int(conn.execute(count).scalar_one())
-        condition = table.c.run_id == run_id
-        if table.name in SHARED_TABLES:
-            referrer, column = SHARED_TABLES[table.name]
-            other = METADATA.tables[referrer].c[column]
-            key = next(iter(table.primary_key.columns))
-            still_used = sa.select(other).where(other.is_not(None))
-            condition = condition & key.not_in(still_used)
-        deleted = conn.execute(sa.delete(table).where(condition)).rowcount
-        after = int(conn.execute(count).scalar_one())
-    return TableRollback(table.name, before, after, int(deleted or 0))
+    before = int(conn.execute(count).scalar_one())
+    dependent = _dependent_rows(table, run_id)
+    runs: tuple[str, ...] = ()
+    dependents = 0
+    if dependent is not None:
+        runs = tuple(conn.execute(sa.select(table.c.run_id).where(dependent).distinct()).scalars())
+        if runs:
+            dependents = int(conn.execute(sa.delete(table).where(dependent)).rowcount or 0)
+    condition = table.c.run_id == run_id
+    if table.name in SHARED_TABLES:
+        referrer, column = SHARED_TABLES[table.name]
+        other = METADATA.tables[referrer].c[column]
+        key = next(iter(table.primary_key.columns))
+        still_used = sa.select(other).where(other.is_not(None))
+        condition = condition & key.not_in(still_used)
+    deleted = conn.execute(sa.delete(table).where(condition)).rowcount
+    after = int(conn.execute(count).scalar_one())
+    return TableRollback(
+        table.name, before, after, int(deleted or 0), dependents, tuple(sorted(runs))
+    )
+
+
+def _dependent_rows(table: sa.Table, run_id: str) -> sa.ColumnElement[bool] | None:
+    """Rows of *other* runs in ``table`` that refer to a row of ``run_id`` (its accounts).
+
+    Shared parents (parties, offerings) are only deleted where nothing refers to them, so only
+    references to the run's own tables make a row dependent.
+    """
+    refers = []
+    for constraint in table.foreign_key_constraints:
+        parent = constraint.referred_table
+        if parent.name in SHARED_TABLES:
+            continue
+        (column,) = constraint.columns
+        (parent_key,) = (element.column for element in constraint.elements)
+        refers.append(column.in_(sa.select(parent_key).where(parent.c.run_id == run_id)))
+    if not refers:
+        return None
+    return (table.c.run_id != run_id) & sa.or_(*refers)
 
 
 def mark_cut_over(config: Config, run_id: str) -> None:

@@ -35,14 +35,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from migrate.core.artifacts import DeltaRecord, SnapshotManifest
+from migrate.core.artifacts import DeltaRecord, LoadRecord, SnapshotManifest
 from migrate.core.config import Config, mask_url
 from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceError, TargetError
 from migrate.core.ledger import latest, read_ledger, run_phase
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
+from migrate.core.manifest import replacing
 from migrate.core.rendering import TableData
 from migrate.core.runs import PhaseFiles, RunDir
+from migrate.core.target_lock import HeldTarget, target_lock, workspace_of
 from migrate.core.target_schema import METADATA
 from migrate.extract.profiles import load_profile
 from migrate.money.amounts import to_minor
@@ -174,19 +176,38 @@ def _delta(config: Config, run_id: str) -> DeltaResult:
     run = RunDir.of(config, run_id)
     cutoff = SnapshotManifest.read(run.snapshot.manifest).cutoff_at
     url = config.target_url()
-    accounts = _run_accounts(url, run_id)
-    found = sorted(_events(config, run_id, cutoff), key=lambda e: (e.arrived_at, e.entity,
-                                                                    e.legacy_key))  # fmt: skip
-    events = [e for e in found if e.account_no in accounts]
-    outside = [e for e in found if e.account_no not in accounts]
-    _write_events(run.delta.events, events)
-    _write_events(run.delta.not_replayed, outside)
-    result = replace(_replay(config, url, run_id, accounts, events), not_in_run=len(outside))
-    _record(run.delta_record, result)
+    engine = create_engine(url)
+    try:
+        with target_lock(engine, DELTA.name, run_id, workspace_of(config)) as target:
+            _same_target(run, target)
+            accounts = _run_accounts(url, run_id)
+            found = sorted(_events(config, run_id, cutoff), key=lambda e: (e.arrived_at,
+                           e.entity, e.legacy_key))  # fmt: skip
+            events = [e for e in found if e.account_no in accounts]
+            outside = [e for e in found if e.account_no not in accounts]
+            _write_events(run.delta.events, events)
+            _write_events(run.delta.not_replayed, outside)
+            result = replace(
+                _replay(config, url, run_id, accounts, events), not_in_run=len(outside)
+            )
+            _record(run.delta_record, result, target.target_id)
+    finally:
+        engine.dispose()
     return result
 
 
-def _record(path: Path, result: DeltaResult) -> None:
+def _same_target(run: RunDir, target: HeldTarget) -> None:
+    """Delta replays into the target the run was loaded into, never into another."""
+    loaded = LoadRecord.read(run.load_record)
+    if loaded.target_id is not None and loaded.target_id != target.target_id:
+        raise InputError(
+            f"run {run.run_id} was loaded into {loaded.target} (target id {loaded.target_id}); "
+            f"{target.url} is another target",
+            hint="point BILLMIG_TARGET_URL at the target the run was loaded into",
+        )
+
+
+def _record(path: Path, result: DeltaResult, target_id: str) -> None:
     """The delta record: this replay, with rows created and removed counted over every replay."""
     previous = DeltaRecord.read_if_present(path)
     DeltaRecord(
@@ -201,6 +222,7 @@ def _record(path: Path, result: DeltaResult) -> None:
         rows_created=_summed(previous.rows_created if previous else {}, result.rows_created),
         rows_removed=_summed(previous.rows_removed if previous else {}, result.rows_removed),
         money_by_currency=result.money_by_currency,
+        target_id=target_id,
     ).write(path)
 
 
@@ -265,9 +287,9 @@ def _event(run_id: str, entity: str, row: Any) -> Event:
 
 
 def _write_events(path: Path, events: list[Event]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = {name: [getattr(e, name) for e in events] for name in EVENTS_SCHEMA.names}
-    pq.write_table(pa.table(columns, schema=EVENTS_SCHEMA), path)
+    with replacing(path) as temporary:  # a killed delta never leaves half a file
+        pq.write_table(pa.table(columns, schema=EVENTS_SCHEMA), temporary)
 
 
 def _replay(

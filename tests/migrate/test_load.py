@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from migrate.core.config import Config
 from migrate.core.db import create_engine
 from migrate.core.errors import ConfigError, InputError, TargetError
 from migrate.core.lock import workspace_lock
@@ -32,7 +33,7 @@ from migrate.core.runs import RunsFolder
 from migrate.core.target_schema import LOAD_JOURNAL, LOAD_RUN, METADATA, TARGET_TABLES
 from migrate.extract.run import run_extract
 from migrate.load.export import run_export
-from migrate.load.run import run_load, run_rollback
+from migrate.load.run import LoadResult, run_load, run_rollback
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
 from tests.migrate.helpers import config_for, new_workspace
@@ -53,6 +54,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for run in ("all", "kcell", "activ"):
         run_map(config, run_id=run)
     return {"root": root, "url": url}
+
+
+def load_anywhere(config: Config, *, run_id: str, **options: Any) -> LoadResult:
+    """Load into a second target on purpose (``--another-target``).
+
+    The module's one workspace loads its runs into a new target per test, which a workspace
+    refuses unless told (tested in test_target_lock.py).
+    """
+    return run_load(config, run_id=run_id, another_target=True, **options)
 
 
 def _config(runs: dict[str, Any], target: str, **overrides: str) -> Any:
@@ -89,12 +99,12 @@ def test_load_is_idempotent_and_rollback_restores_the_prior_target(
     runs: dict[str, Any], any_url: str
 ) -> None:
     config = _config(runs, any_url, BILLMIG_LOAD__BATCH_ROWS="700")
-    first = run_load(config, run_id="kcell")
+    first = load_anywhere(config, run_id="kcell")
     assert first.outcome == "loaded"
     prior = fingerprints(any_url)
     assert {name: count for name, (count, _) in prior.items()} == _mapped_rows(runs, "kcell")
 
-    loaded = run_load(config, run_id="activ")
+    loaded = load_anywhere(config, run_id="activ")
     assert loaded.outcome == "loaded"
     after = fingerprints(any_url)
     offerings = _mapped_rows(runs, "activ")["product_offering"]
@@ -105,7 +115,7 @@ def test_load_is_idempotent_and_rollback_restores_the_prior_target(
     )  # fmt: skip
     assert offerings > 0
 
-    again = run_load(config, run_id="activ")
+    again = load_anywhere(config, run_id="activ")
     assert again.outcome == "already loaded"
     assert sum(t.loaded_now for t in again.table_loads) == 0
     assert fingerprints(any_url) == after
@@ -119,7 +129,7 @@ def test_load_is_idempotent_and_rollback_restores_the_prior_target(
     assert twice.outcome == "already rolled back"
     assert fingerprints(any_url) == prior
 
-    assert run_load(config, run_id="activ").outcome == "loaded"  # a rolled-back run reloads
+    assert load_anywhere(config, run_id="activ").outcome == "loaded"  # a rolled-back run reloads
     assert fingerprints(any_url) == after
 
 
@@ -128,19 +138,19 @@ def test_an_overlapping_run_is_refused_until_the_other_is_rolled_back(
 ) -> None:
     target = f"sqlite:///{tmp_path / 'target.sqlite'}"
     config = _config(runs, target)
-    run_load(config, run_id="kcell")
+    load_anywhere(config, run_id="kcell")
     with pytest.raises(InputError, match=r"run kcell \(wave kcell, loaded\) .* overlaps run all"):
-        run_load(config, run_id="all")
+        load_anywhere(config, run_id="all")
     run_rollback(config, run_id="kcell")
-    assert run_load(config, run_id="all").outcome == "loaded"
+    assert load_anywhere(config, run_id="all").outcome == "loaded"
     with pytest.raises(InputError, match="overlaps run activ"):
-        run_load(config, run_id="activ")
+        load_anywhere(config, run_id="activ")
 
 
 def test_rollback_after_cutover_needs_force(runs: dict[str, Any], tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path / 'target.sqlite'}"
     config = _config(runs, target)
-    run_load(config, run_id="kcell")
+    load_anywhere(config, run_id="kcell")
     engine = create_engine(target)
     with engine.begin() as conn:  # what the cutover gate records (issue 7)
         conn.execute(sa.update(LOAD_RUN).values(status="cut_over"))
@@ -173,7 +183,7 @@ def test_a_refused_batch_names_table_batch_and_key_and_the_load_resumes(
             )
         )
     with pytest.raises(TargetError) as refused:
-        run_load(config, run_id="kcell")
+        load_anywhere(config, run_id="kcell")
     message = str(refused.value)
     assert "batch 2 of balance_action" in message
     assert f"idempotency_key = {clash}" in message
@@ -193,7 +203,7 @@ def test_a_refused_batch_names_table_batch_and_key_and_the_load_resumes(
         conn.execute(sa.delete(METADATA.tables["balance_action"]).where(
             METADATA.tables["balance_action"].c.run_id == "elsewhere"))  # fmt: skip
     engine.dispose()
-    resumed = run_load(config, run_id="kcell")
+    resumed = load_anywhere(config, run_id="kcell")
     assert resumed.outcome == "resumed"
     skipped = {t.name: t.skipped_batches for t in resumed.table_loads}
     assert skipped["balance_action"] == 2
@@ -235,14 +245,14 @@ def test_a_load_killed_at_random_moments_resumes_to_the_same_target(
     sometimes between two commits, mostly while COPY is writing a batch.
     """
     root = runs["root"]
-    reference = _billmig(root, second_postgres_url, "load", "--run", "all")
+    reference = _billmig(root, second_postgres_url, "load", "--run", "all", "--another-target")
     assert reference.wait(timeout=300) == 0, reference.stderr.read() if reference.stderr else ""
     chooser = random.Random(20160701)
     journal = create_engine(postgres_url)
     kills, seen = 0, 0
     try:
         for _ in range(200):
-            process = _billmig(root, postgres_url, "load", "--run", "all")
+            process = _billmig(root, postgres_url, "load", "--run", "all", "--another-target")
             goal = seen + chooser.randint(1, 4)
             while process.poll() is None and (seen := _committed_batches(journal)) < goal:
                 time.sleep(0.002)
@@ -259,7 +269,7 @@ def test_a_load_killed_at_random_moments_resumes_to_the_same_target(
     finally:
         journal.dispose()
     assert kills >= 5, "too few interruptions to prove anything: use smaller batches"
-    final = _billmig(root, postgres_url, "load", "--run", "all")
+    final = _billmig(root, postgres_url, "load", "--run", "all", "--another-target")
     assert final.wait(timeout=300) == 0
     assert fingerprints(postgres_url) == fingerprints(second_postgres_url)
     engine = create_engine(postgres_url)
@@ -277,10 +287,10 @@ def test_a_second_phase_is_refused_while_one_holds_the_workspace(
     config = _config(runs, f"sqlite:///{tmp_path / 'target.sqlite'}")
     lock = RunsFolder.of(config).lock
     with workspace_lock(lock, "map", "other-run"), pytest.raises(InputError) as busy:
-        run_load(config, run_id="kcell")
+        load_anywhere(config, run_id="kcell")
     assert "map of run other-run by" in str(busy.value)
     assert "since" in str(busy.value)
-    assert run_load(config, run_id="kcell").outcome == "loaded"  # released on exit
+    assert load_anywhere(config, run_id="kcell").outcome == "loaded"  # released on exit
 
 
 def test_export_writes_files_and_control_totals(runs: dict[str, Any], tmp_path: Path) -> None:
@@ -333,9 +343,9 @@ def test_export_neutralises_formula_cells_unless_asked_for_exact_data(
 
 def test_load_needs_a_target_url_and_a_mapped_run(runs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="no target database URL"):
-        run_load(config_for(runs["root"], runs["url"]), run_id="kcell")
+        load_anywhere(config_for(runs["root"], runs["url"]), run_id="kcell")
     with pytest.raises(InputError, match=r"needs map first.*billmig map --run nope"):
-        run_load(_config(runs, "sqlite:///unused"), run_id="nope")
+        load_anywhere(_config(runs, "sqlite:///unused"), run_id="nope")
 
 
 @pytest.mark.postgres
@@ -350,7 +360,7 @@ def test_a_type_error_names_the_table_batch_and_first_key(
     engine.dispose()
     debts = pq.read_table(runs["root"] / "runs/kcell/mapped/debt_item.parquet")
     with pytest.raises(TargetError) as refused:
-        run_load(config, run_id="kcell")
+        load_anywhere(config, run_id="kcell")
     message = str(refused.value)
     assert "batch 0 of debt_item" in message
     assert f"legacy_key = {debts.column('legacy_key')[0].as_py()}" in message

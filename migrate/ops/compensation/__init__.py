@@ -40,6 +40,7 @@ from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.manifest import write_json
 from migrate.core.rendering import TableData
 from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
+from migrate.core.target_lock import target_lock, workspace_of
 
 if TYPE_CHECKING:
     from validate.signing import SigningKey
@@ -390,8 +391,13 @@ def _apply(config: Config, url: str, incident: str, credits: list[Credit]) -> tu
         return 0, 0
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"billmig:{config.workspace.namespace}")
     engine = create_engine(url)
+    holder = f"compensation-{incident}"
     try:
-        with translate_errors(url, "applying credits", TargetError), engine.begin() as conn:
+        with (
+            target_lock(engine, COMPENSATE.name, holder, workspace_of(config)),
+            translate_errors(url, "applying credits", TargetError),
+            engine.begin() as conn,
+        ):
             present = set(
                 conn.execute(
                     sa.select(ACTION.c.idempotency_key).where(
@@ -404,7 +410,7 @@ def _apply(config: Config, url: str, incident: str, credits: list[Credit]) -> tu
                  "billing_account_id": c.billing_account_id, "kind": c.kind,
                  "amount_minor": c.amount_minor, "amount_units": c.amount_units,
                  "currency": c.currency, "reason_code": c.rule[:64],
-                 "idempotency_key": c.idempotency_key, "run_id": f"compensation-{incident}"}
+                 "idempotency_key": c.idempotency_key, "run_id": holder}
                 for c in credits if c.idempotency_key not in present
             ]  # fmt: skip
             if new:
