@@ -432,6 +432,16 @@ class RunDir:
         return self.path / "delta-run.json"
 
     @property
+    def delta_record_rolled_back(self) -> Path:
+        """The delta record a rollback set aside: the rows it counts are gone."""
+        return self.path / "delta-run.rolled-back.json"
+
+    @property
+    def delta_rolled_back(self) -> DeltaFolder:
+        """The delta events a rollback set aside."""
+        return DeltaFolder(self.path / "delta.rolled-back")
+
+    @property
     def delta(self) -> DeltaFolder:
         """The events the delta replayed and those it could not."""
         return DeltaFolder(self.path / "delta")

@@ -20,6 +20,8 @@ stay. After cutover it refuses unless forced. Load and rollback hold the target 
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -629,7 +631,23 @@ def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:
                 )
     finally:
         engine.dispose()
+    _set_aside_delta(RunDir.of(config, run_id))
     return RollbackResult(run_id, mask_url(url), outcome, tables, time.perf_counter() - started)
+
+
+def _set_aside_delta(run: RunDir) -> None:
+    """The delta's record and events describe rows the rollback removed: they no longer count.
+
+    Renamed (kept for the record), so validate after a reload expects no replayed events or
+    rows until ``billmig delta`` replays again. Also done by a rerun after a kill that came
+    between the rollback's commit and this rename.
+    """
+    if run.delta.path.is_dir():
+        aside = run.delta_rolled_back
+        shutil.rmtree(aside.path, ignore_errors=True)
+        os.replace(run.delta.path, aside.path)
+    if run.delta_record.is_file():
+        os.replace(run.delta_record, run.delta_record_rolled_back)
 
 
 def _mark_rolling_back(engine: sa.Engine, run_id: str, force: bool) -> str:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from migrate.core.config import Config, load_config
 from migrate.core.db import create_engine
 from migrate.extract.run import run_extract
-from migrate.load.run import run_load
+from migrate.load.run import run_load, run_rollback
 from migrate.mapping.run import run_map
 from migrate.ops.delta import run_delta
 from migrate.synth import SynthOptions, run_synth
@@ -154,6 +154,30 @@ def test_validate_reconciles_snapshot_plus_delta(loaded: dict[str, Any]) -> None
     assert not broken.passed
     differences = (config.runs_path / "r1" / "validation" / "differences.csv").read_text()
     assert f"{second},net_minor,-5000,-4999" in differences
+
+
+def test_a_rollback_sets_the_delta_record_aside_so_a_reload_validates(
+    loaded: dict[str, Any],
+) -> None:
+    """A rollback takes the replayed rows away, and their count with them.
+
+    Before: delta-run.json outlived a rollback; after a reload, validate expected the replayed
+    rows that the rollback had removed (row accounting failed).
+    """
+    config: Config = loaded["config"]
+    first = loaded["accounts"][0]
+    _charge(loaded["legacy"], 990001, first, "voice", "150.00")
+    run_delta(config, run_id="r1")
+    run = config.runs_path / "r1"
+    run_rollback(config, run_id="r1")
+    assert not (run / "delta-run.json").exists()
+    assert (run / "delta-run.rolled-back.json").is_file()  # kept for the record
+    run_load(config, run_id="r1")
+    verdict = run_validate(config, run_id="r1")
+    assert verdict.passed, [c for c in verdict.criteria if not c.passed]
+    again = run_delta(config, run_id="r1")  # the replay applies anew, and counts from zero
+    assert again.applied == 1 and again.reconciled
+    assert run_validate(config, run_id="r1").passed
 
 
 def test_synth_window_activity_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,29 @@ def test_a_torn_last_ledger_line_is_set_aside_and_named(
     ledger.write_bytes(b"\n".join([*lines[:1], b"not json at all", *lines[1:]]))
     with pytest.raises(InputError, match="line 2 is not a ledger entry"):
         read_ledger(config.runs_path)
+
+
+def test_a_workspace_lock_left_by_a_dead_holder_is_taken_over_with_a_line_saying_so(
+    workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    legacy = f"sqlite:///{workspace / 'legacy.sqlite'}"
+    run_synth(legacy, SynthOptions(accounts=50, seed=3), workspace / "p.json")
+    config = load_config(workspace / "billmig.toml", environ={"BILLMIG_SOURCE_URL": legacy})
+    lock = RunsFolder.of(config).lock
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(  # what a SIGKILLed map leaves: its record, no flock
+        '{"user": "ops", "host": "jump1", "pid": 4242, "phase": "map", "run_id": "r0", '
+        '"since": "2026-12-01T23:00:00+00:00"}',
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.WARNING, logger="billmig"):
+        run_extract(config, run_id="after-a-kill")
+    assert "took over the workspace lock: its last holder, map of run r0 by ops" in caplog.text
+    assert lock.read_text(encoding="utf-8") == ""  # let go: nothing left to take over
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="billmig"):
+        run_extract(config, run_id="next")
+    assert "took over" not in caplog.text
 
 
 HOLDER = """

@@ -25,6 +25,7 @@ from migrate.load.run import run_load
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
 from tests.migrate.helpers import config_for, new_workspace
+from validate import run as validate_run
 from validate.run import per_account_sides, run_validate
 from validate.workbench import rows, workbench
 
@@ -50,7 +51,7 @@ def loaded(mapped: dict[str, Any], postgres_url: str) -> dict[str, Any]:
         BILLMIG_TARGET_URL=postgres_url,
         BILLMIG_VALIDATE__REVIEW_PER_10000_ACCOUNTS="2000",
     )
-    run_load(config, run_id="r1")
+    run_load(config, run_id="r1", another_target=True)  # one workspace, a new target per test
     return {**mapped, "config": config, "target": postgres_url}
 
 
@@ -110,6 +111,28 @@ def test_a_clean_load_passes(loaded: dict[str, Any]) -> None:
     assert verdict["reconciliation"]["accounts"] == 1_500
     rows = totals["rows"]["target_tables"]
     assert all(t["mapped"] == t["target"] for t in rows.values())
+
+
+@pytest.mark.postgres
+def test_a_validate_stopped_before_it_publishes_leaves_the_last_evidence_whole(
+    loaded: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: validate wrote into validation/ in place; a kill left a mixture of two runs."""
+    run = RunDir.of(loaded["config"], "r1")
+    run_validate(loaded["config"], run_id="r1")
+    evidence = {p: p.read_bytes() for p in run.validation.path.rglob("*") if p.is_file()}
+
+    def killed(staging: Path, final: Path) -> None:
+        raise KeyboardInterrupt  # as if SIGKILLed with everything written but not published
+
+    monkeypatch.setattr(validate_run, "publish_folder", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_validate(loaded["config"], run_id="r1")
+    assert {p: p.read_bytes() for p in run.validation.path.rglob("*") if p.is_file()} == evidence
+    assert run.validation_staging.path.is_dir()
+    monkeypatch.undo()
+    assert run_validate(loaded["config"], run_id="r1").passed
+    assert not run.validation_staging.path.exists()
 
 
 def _tiyn_moved(target: str) -> set[str]:
