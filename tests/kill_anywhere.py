@@ -308,6 +308,8 @@ def _kill_phase(
                 result.stuck.append(f"scratch resume exit {code}: {err.strip()[:300]}")
             elif folder_hashes(victim.root / "runs" / args[-1] / "snapshot") != expected["extract"]:
                 result.mismatches.append(f"{args[-1]}: snapshot differs after its kill")
+            scratch += 1  # extracted now: the next attempt needs a new run
+            args = ("extract", "--run", f"{RUN}-scratch-{scratch}")
     return scratch > 0
 
 

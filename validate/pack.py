@@ -320,7 +320,7 @@ def record_signoff(
             hint=f"see billmig verify {run_id}; never sign a pack that does not verify",
         )
     key = signing_key(config, registry, role, signer)
-    lines = run.signoff.signoffs.read_bytes().splitlines(keepends=True) if found.signoffs else []
+    lines = _chain(run).lines if found.signoffs else []  # with an interrupted one completed
     unsigned = Signoff(
         run_id=run_id, role=role, name=name.strip(), decision=decision, comment=comment,
         at=datetime.now(UTC).isoformat(), manifest_sha256=current,
@@ -331,18 +331,114 @@ def record_signoff(
     line = record.signed_bytes() + b"\n"
     head = SignoffHead(run_id, len(lines) + 1, hashlib.sha256(line).hexdigest(), key.signer.id)
     with workspace_lock(RunsFolder.of(config).lock, "signoff", run_id):  # one decision at a time
+        finish_pending(run)  # a sign-off killed mid-write is completed first
         if run.signoff.signoffs.exists() and len(_lines_of(run)) != len(lines):
             raise InputError(
                 f"another decision on run {run_id} was recorded meanwhile",
                 hint="run billmig signoff again: it signs against the chain as it is now",
             )
-        with run.signoff.signoffs.open("ab") as handle:
-            handle.write(line)
-        with run.signoff.signoff_signatures.open("a", encoding="ascii") as handle:
-            handle.write(record.signature + "\n")
-        run.signoff.signoffs_head.write_bytes(head.signed_bytes())
-        run.signoff.signoffs_head_signature.write_bytes(key.sign(head.signed_bytes()))
+        PendingSignoff(
+            lines_before=len(lines),
+            line=record.signed_bytes().decode("utf-8"),
+            signature=record.signature,
+            head=head.signed_bytes().decode("utf-8"),
+            head_signature=base64.b64encode(key.sign(head.signed_bytes())).decode("ascii"),
+        ).write(run.signoff.signoffs_pending)
+        finish_pending(run)
     return record
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingSignoff(Artifact):
+    """``signoffs.pending.json``: a decision being recorded, written before any chain file.
+
+    Four files change when a decision is recorded (the chain, its signatures, the head and the
+    head's signature) and no file system renames four files at once. So the whole change is
+    first written here (atomically), then applied, then this file is removed: a sign-off killed
+    at any point leaves either no pending file (nothing or everything applied) or this one, from
+    which readers see the completed state and the next ``billmig signoff`` completes the files.
+    Everything in it is signed, so it cannot be forged without the signer's key.
+    """
+
+    NAME: ClassVar[str] = "signoff-pending"
+    WRITER: ClassVar[str] = "billmig signoff"
+
+    lines_before: int
+    line: str
+    """The new line as signed, without its newline."""
+    signature: str
+    """Its base64 signature (the line of ``signoffs.sig``)."""
+    head: str
+    head_signature: str
+    """Base64 of the raw signature of ``head``."""
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """The sign-off files as readers see them: with a pending decision applied."""
+
+    lines: list[bytes]
+    signatures: list[str]
+    head: bytes | None
+    head_signature: bytes | None
+    problems: list[str]
+
+
+def _chain(run: RunDir) -> _Chain:
+    pack = run.signoff
+    lines = pack.signoffs.read_bytes().splitlines(keepends=True) if pack.signoffs.exists() else []
+    signatures = _signature_lines(run)
+    head = pack.signoffs_head.read_bytes() if pack.signoffs_head.is_file() else None
+    head_sig = (
+        pack.signoffs_head_signature.read_bytes()
+        if pack.signoffs_head_signature.is_file()
+        else None
+    )
+    if not pack.signoffs_pending.is_file():
+        return _Chain(lines, signatures, head, head_sig, [])
+    try:
+        pending = PendingSignoff.read(pack.signoffs_pending)
+    except InputError as exc:
+        return _Chain(lines, signatures, head, head_sig, [str(exc)])
+    new = pending.line.encode("utf-8") + b"\n"
+    n = pending.lines_before
+    rest, sig_rest = b"".join(lines[n:]), signatures[n:]
+    torn_signature = len(sig_rest) > 1 or not pending.signature.startswith("".join(sig_rest))
+    if len(lines) < n or not new.startswith(rest) or torn_signature:
+        where = run.relative(pack.signoffs_pending)
+        return _Chain(lines, signatures, head, head_sig, [f"{where} does not continue the chain"])
+    return _Chain(
+        [*lines[:n], new],
+        [*signatures[:n], pending.signature],
+        pending.head.encode("utf-8"),
+        base64.b64decode(pending.head_signature),
+        [],
+    )
+
+
+def finish_pending(run: RunDir) -> None:
+    """Apply a pending decision to the chain files (each replaced whole), then drop it.
+
+    Idempotent: killed while applying, it is applied again from the same pending file.
+
+    Raises:
+        InputError: the pending file does not continue the chain (edited files).
+    """
+    pack = run.signoff
+    if not pack.signoffs_pending.is_file():
+        return
+    chain = _chain(run)
+    if chain.problems or chain.head is None or chain.head_signature is None:
+        raise InputError(
+            f"the interrupted sign-off of run {run.run_id} cannot be completed: "
+            f"{'; '.join(chain.problems) or 'it names no head'}",
+            hint=f"see billmig verify {run.run_id}; the sign-off files were changed by hand",
+        )
+    write_atomic(pack.signoffs, b"".join(chain.lines))
+    write_atomic(pack.signoff_signatures, "".join(f"{s}\n" for s in chain.signatures))
+    write_atomic(pack.signoffs_head, chain.head)
+    write_atomic(pack.signoffs_head_signature, chain.head_signature)
+    pack.signoffs_pending.unlink()
 
 
 def _lines_of(run: RunDir) -> list[bytes]:
@@ -376,15 +472,16 @@ def read_signoffs(
     """
     run = run if isinstance(run, RunDir) else RunDir.at(run)
     path = run.signoff.signoffs
-    if not path.exists():
+    chain = _chain(run)
+    if not chain.lines:
         removed = [f"{run.relative(path)} was removed (its signed head remains)"]
-        return [], removed if run.signoff.signoffs_head.exists() else []
+        return [], chain.problems or (removed if chain.head is not None else [])
     name = run.relative(path)
     found: list[Signoff] = []
-    problems: list[str] = []
+    problems: list[str] = list(chain.problems)
     previous: str | None = None
-    raw_lines = path.read_bytes().splitlines(keepends=True)
-    signatures = _signature_lines(run)
+    raw_lines = chain.lines
+    signatures = chain.signatures
     if registry is not None and len(signatures) != len(raw_lines):
         problems.append(
             f"{run.relative(run.signoff.signoff_signatures)} has {len(signatures)} signature(s) "
@@ -406,7 +503,7 @@ def read_signoffs(
             found.append(record)
         previous = hashlib.sha256(raw).hexdigest()
     if registry is not None:
-        problems.extend(_head_problems(run, raw_lines, registry))
+        problems.extend(_head_problems(run, chain, registry))
     return found, problems
 
 
@@ -439,16 +536,16 @@ def _signature_problems(record: Signoff, raw: bytes, registry: Registry, where: 
     return []
 
 
-def _head_problems(run: RunDir, raw_lines: list[bytes], registry: Registry) -> list[str]:
+def _head_problems(run: RunDir, chain: _Chain, registry: Registry) -> list[str]:
     where = run.relative(run.signoff.signoffs_head)
+    raw_lines = chain.lines
     if not raw_lines:
         return []
-    try:
-        written = run.signoff.signoffs_head.read_bytes()
-        head = SignoffHead(**json.loads(written))
-        signature = run.signoff.signoffs_head_signature.read_bytes()
-    except FileNotFoundError:
+    written, signature = chain.head, chain.head_signature
+    if written is None or signature is None:
         return [f"{where} or its signature is missing: the chain's length and end are not signed"]
+    try:
+        head = SignoffHead(**json.loads(written))
     except (ValueError, TypeError):
         return [f"{where} is not a signed chain head"]
     signer = registry.get(head.signer)

@@ -168,12 +168,7 @@ def _clear(out: PackFolder) -> None:
     """Empty the pack folder, keeping the sign-off history (bound to earlier manifests)."""
     out.path.mkdir(parents=True, exist_ok=True)
     for path in out.path.iterdir():
-        if path in (
-            out.signoffs,
-            out.signoff_signatures,
-            out.signoffs_head,
-            out.signoffs_head_signature,
-        ):  # the history survives a rebuild
+        if path in out.signoff_history:  # the history survives a rebuild
             continue
         if path.is_dir():
             shutil.rmtree(path)

@@ -303,12 +303,21 @@ class PackFolder:
         return self.path / "signoffs.head.json.sig"
 
     @property
+    def signoffs_pending(self) -> Path:
+        """A decision being recorded (all four sign-off files' change), removed once applied."""
+        return self.path / "signoffs.pending.json"
+
+    @property
+    def signoff_history(self) -> tuple[Path, ...]:
+        """The sign-off files: they survive a rebuild of the pack."""
+        return (self.signoffs, self.signoff_signatures, self.signoffs_head,
+                self.signoffs_head_signature, self.signoffs_pending)  # fmt: skip
+
+    @property
     def not_artifacts(self) -> frozenset[Path]:
         """Files of the pack that are about the artifacts rather than artifacts themselves."""
-        return frozenset(
-            {self.manifest, self.manifest_signature, self.checksums, self.signoffs,
-             self.signoff_signatures, self.signoffs_head, self.signoffs_head_signature}
-        )  # fmt: skip
+        return frozenset({self.manifest, self.manifest_signature, self.checksums,
+                          *self.signoff_history})  # fmt: skip
 
     @property
     def report_html(self) -> Path:

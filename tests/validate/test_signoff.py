@@ -24,8 +24,10 @@ import pytest
 
 from migrate.cli.main import main
 from migrate.core.config import load_config
+from migrate.core.runs import RunDir
 from migrate.ops.demo import run_demo
 from tests.migrate.helpers import new_workspace
+from validate import pack as pack_module
 from validate.masking import Masker, neutralise
 from validate.pack import Verification, read_signoffs, record_signoff, verify_pack
 from validate.report import run_report
@@ -235,6 +237,51 @@ def test_an_edited_signoff_line_is_named(demo: dict[str, Any]) -> None:
     finally:
         path.write_text(original, encoding="utf-8")
     assert not found.intact and any("signoffs.jsonl line" in p for p in found.problems)
+
+
+def test_a_signoff_killed_between_its_writes_is_completed_never_left_torn(
+    demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four files change per decision; a kill between any two of them loses nothing.
+
+    Before: a kill between appending the line and re-signing the head left the chain and its
+    head disagreeing, and verify said NOT intact for good.
+    """
+    config, run, registry = demo["config"], demo["run"], demo["registry"]
+    pending = run / "signoff" / "signoffs.pending.json"
+    real = pack_module.write_atomic
+    for survived in range(4):  # killed after 0, 1, 2 or 3 of the four files were replaced
+        pack_module.finish_pending(RunDir.at(run))  # the previous round's, completed for real
+        before = [s.name for s in read_signoffs(run, registry)[0]]
+        monkeypatch.setattr(pack_module, "write_atomic", _killed_after(survived, real))
+        with pytest.raises(KeyboardInterrupt):
+            record_signoff(config, run_id=run.name, role="finance_controller",
+                           name=f"killed after {survived}", decision="approve")  # fmt: skip
+        monkeypatch.setattr(pack_module, "write_atomic", real)
+        found = _verify(demo)
+        assert found.intact, found.problems
+        after = [s.name for s in read_signoffs(run, registry)[0]]
+        assert after == [*before, f"killed after {survived}"]  # the decision counts, once
+        assert pending.is_file()
+    record_signoff(config, run_id=run.name, role="finance_controller", name="next",
+                   decision="approve")  # fmt: skip
+    assert not pending.exists()
+    assert _verify(demo).intact
+    names = [s.name for s in read_signoffs(run, registry)[0]]
+    assert names[-2:] == ["killed after 3", "next"]
+
+
+def _killed_after(writes: int, real: Any) -> Any:
+    """``write_atomic`` that does ``writes`` writes, then is killed."""
+    done: list[Path] = []
+
+    def write(path: Path, data: bytes | str) -> None:
+        if len(done) == writes:
+            raise KeyboardInterrupt  # as if SIGKILLed here
+        done.append(path)
+        real(path, data)
+
+    return write
 
 
 def test_signoff_refuses_an_unknown_role(demo: dict[str, Any], capsys: Any) -> None:
