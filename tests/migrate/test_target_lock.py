@@ -233,3 +233,51 @@ def test_a_rollback_stopped_half_way_leaves_the_target_whole_and_can_be_finished
         run_load(config, run_id="all")
     assert run_rollback(config, run_id="all").outcome == "rolled back"
     assert all(count == 0 for count, _ in fingerprints(postgres_url).values())
+
+
+def _at_once(*calls: Any) -> list[Any]:
+    """Run the calls in threads at the same moment; their results or the exceptions raised."""
+    results: list[Any] = [None] * len(calls)
+
+    def run(n: int) -> None:
+        try:
+            results[n] = calls[n]()
+        except Exception as exc:  # what each caller would see
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_two_compensations_and_two_deltas_at_once_apply_once_without_a_raw_error(
+    mapped: dict[str, Any], tmp_path: Path, postgres_url: str
+) -> None:
+    """Before: the second of two compensations (or deltas) ended in a raw duplicate key."""
+    first_root = _workspace(mapped, tmp_path / "a")
+    first = _config(first_root, mapped, postgres_url)
+    run_load(first, run_id="all")
+    second = _config(
+        _workspace({**mapped, "root": first_root}, tmp_path / "b"), mapped, postgres_url
+    )
+
+    def compensate(config: Any) -> Any:
+        return lambda: run_compensate(
+            config, rules=KCELL_RULES, incident="dec17", start=date(2016, 7, 1),
+            end=date(2016, 7, 2),
+        )  # fmt: skip
+
+    results = _at_once(compensate(first), compensate(second))
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert sorted(r.applied > 0 for r in results) == [False, True]  # one applied, one found it
+    assert results[0].applied + results[1].applied == _actions_of(
+        postgres_url, "compensation-dec17"
+    )
+    deltas = _at_once(
+        lambda: run_delta(first, run_id="all"), lambda: run_delta(second, run_id="all")
+    )
+    assert not any(isinstance(r, Exception) for r in deltas), deltas
+    assert all(r.reconciled for r in deltas)
