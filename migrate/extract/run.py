@@ -15,6 +15,7 @@ took go to ``run.json``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import secrets
 import shutil
@@ -47,7 +48,7 @@ from migrate.core.artifacts import (
 )
 from migrate.core.config import Config, WaveConfig, mask_url
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError
-from migrate.core.ledger import PhaseContext, run_phase
+from migrate.core.ledger import PhaseContext, latest, read_ledger, run_phase
 from migrate.core.legacy_schema import (
     BY_NAME,
     ENTITIES,
@@ -75,6 +76,7 @@ EXTRACT = PhaseFiles(
     rows=lambda run: SnapshotManifest.read(run.snapshot.manifest).rows,
 )
 """What extract reads (the source profile) and leaves (the snapshot manifest), for the ledger."""
+LOG = logging.getLogger("billmig")
 MICRO = 6
 """Control totals are kept in micro-units (10^-6 of the stored unit): exact on every engine."""
 _WITHHELD = {
@@ -215,7 +217,7 @@ def run_extract(
     """
     name = run_id or new_run_id()
     published = RunsFolder.of(config).run(name).snapshot
-    if published.manifest.is_file():  # refused before anything is recorded
+    if published.manifest.is_file() and _recorded(config, name):  # before anything is recorded
         raise InputError(
             f"run {name} already has a snapshot ({published.path})",
             hint="extract into a new --run: a snapshot is never replaced",
@@ -229,6 +231,12 @@ def run_extract(
     )
 
 
+def _recorded(config: Config, run_id: str) -> bool:
+    """Whether the ledger says the run's extract ran to its end (its snapshot counts)."""
+    entry = latest(read_ledger(config.runs_path)).get(run_id, {}).get(EXTRACT.name)
+    return entry is not None and entry.outcome in ("ok", "checks failed")
+
+
 def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progress) -> ExtractResult:
     url = config.source_url()
     if config.extract.cutoff is None:
@@ -239,10 +247,17 @@ def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progres
     wave_config = config.wave(wave) if wave else None
     run = RunDir.of(config, run_id)
     staging = run.snapshot_staging
-    # What a killed extract left (staging, or a snapshot/ without its manifest from before
-    # staging existed) proves nothing: it is removed and the run id restarts cleanly.
+    # What a killed extract left proves nothing: staging, a snapshot/ without its manifest
+    # (from before staging existed), or a snapshot published by an extract killed before the
+    # ledger recorded its end. It is removed and the run id restarts cleanly.
     shutil.rmtree(staging.path, ignore_errors=True)
-    if run.snapshot.path.exists() and not run.snapshot.manifest.exists():
+    if run.snapshot.path.exists():
+        if run.snapshot.manifest.exists():
+            LOG.warning(
+                "run %s has a snapshot its extract never recorded as finished (killed after "
+                "publishing it?): extracting it again",
+                run_id,
+            )
         shutil.rmtree(run.snapshot.path)
     staging.path.mkdir(parents=True)
     started = time.perf_counter()

@@ -74,6 +74,29 @@ def test_a_torn_last_ledger_line_is_set_aside_and_named(
         read_ledger(config.runs_path)
 
 
+def test_an_extract_killed_after_publishing_but_before_recording_is_redone(
+    workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot its extract never recorded as finished is redone, not refused.
+
+    Found by the kill campaign: the snapshot was renamed into place, the ``ok`` ledger line
+    never written; the run id was then refused for good ("already has a snapshot").
+    """
+    legacy = f"sqlite:///{workspace / 'legacy.sqlite'}"
+    run_synth(legacy, SynthOptions(accounts=50, seed=3), workspace / "p.json")
+    config = load_config(workspace / "billmig.toml", environ={"BILLMIG_SOURCE_URL": legacy})
+    run_extract(config, run_id="r1")
+    ledger = RunsFolder.of(config).ledger
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    ledger.write_bytes(b"".join(lines[:-1]))  # the kill came before the ok line
+    with caplog.at_level(logging.WARNING, logger="billmig"):
+        assert run_extract(config, run_id="r1").reconciled
+    assert "never recorded as finished" in caplog.text
+    assert [e.outcome for e in read_ledger(config.runs_path)][-2:] == ["started", "ok"]
+    with pytest.raises(InputError, match="already has a snapshot"):  # a finished one stays
+        run_extract(config, run_id="r1")
+
+
 def test_a_workspace_lock_left_by_a_dead_holder_is_taken_over_with_a_line_saying_so(
     workspace: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
