@@ -68,22 +68,19 @@ def create_engine(url: str, *, read_only: bool = False) -> Engine:
         )
     if backend == POSTGRESQL and read_only:
         kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
-    engine = sa.create_engine(parsed, **kwargs)
     if backend == MYSQL:
-        event.listen(engine, "connect", _mysql_ansi_quotes)
+        # Profiles quote identifiers the standard way ("lines" is reserved in MariaDB), so one
+        # profile serves SQLite, PostgreSQL and MariaDB alike. Set as the connection's first
+        # command, before SQLAlchemy reads the sql_mode: its reflection then parses ANSI quotes.
+        kwargs["connect_args"] = {
+            "init_command": "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
+        }
+    engine = sa.create_engine(parsed, **kwargs)
     if read_only and backend == MYSQL:
         event.listen(engine, "connect", _mysql_read_only)
     if read_only and backend == SQLITE:
         event.listen(engine, "connect", _sqlite_query_only)
     return engine
-
-
-def _mysql_ansi_quotes(dbapi_connection: Any, _record: Any) -> None:
-    # Profiles quote identifiers the standard way ("lines" is reserved in MariaDB), so one
-    # profile serves SQLite, PostgreSQL and MariaDB alike.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
-    cursor.close()
 
 
 def _mysql_read_only(dbapi_connection: Any, _record: Any) -> None:

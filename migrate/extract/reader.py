@@ -52,6 +52,9 @@ class LegacyReader(Protocol):
     def rows(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
         """All rows of a small query (control totals)."""
 
+    def batches(self, statement: sa.Select[Any], rows: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of a query of any size, ``rows`` at a time, each value as stored."""
+
     def stream(
         self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
     ) -> Iterator[tuple[int, RawColumns]]:
@@ -118,6 +121,11 @@ class _SqlAlchemyReader:
     def rows(self, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._conn.execute(statement).all()]
 
+    def batches(self, statement: sa.Select[Any], rows: int) -> Iterator[list[tuple[Any, ...]]]:
+        result = self._conn.execution_options(stream_results=True).execute(statement)
+        for part in result.partitions(rows):
+            yield [tuple(row) for row in part]
+
     def stream(
         self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int
     ) -> Iterator[tuple[int, RawColumns]]:
@@ -172,6 +180,12 @@ class _AdbcPostgresReader:
         with _translate_adbc(self._url), self._conn.cursor() as cursor:
             cursor.execute(compile_sql(statement, self.dialect))
             return [tuple(row) for row in cursor.fetchall()]
+
+    def batches(self, statement: sa.Select[Any], rows: int) -> Iterator[list[tuple[Any, ...]]]:
+        with _translate_adbc(self._url), self._conn.cursor() as cursor:
+            cursor.execute(compile_sql(statement, self.dialect))
+            while part := cursor.fetchmany(rows):
+                yield [tuple(row) for row in part]
 
     def stream(
         self, statement: sa.Select[Any], names: Sequence[str], key: str, chunk_rows: int

@@ -47,7 +47,8 @@ from migrate.core.artifacts import (
     WaveRef,
 )
 from migrate.core.config import Config, WaveConfig, mask_url
-from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError
+from migrate.core.db import SQLITE
+from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError, SourceError
 from migrate.core.ledger import PhaseContext, latest, read_ledger, run_phase
 from migrate.core.legacy_schema import (
     BY_NAME,
@@ -86,6 +87,26 @@ _WITHHELD = {
 }
 
 GroupKey = tuple[str | None, ...]
+_WIDE = pa.decimal128(38, 0)
+"""Sums of int64 minor units: exact up to 10^38."""
+_SQLITE_EXACT_BELOW = 10**9
+"""Below this many units a SQLite REAL or INTEGER ×10^6 stays under 2^53: its own sum is exact."""
+
+
+def _exact_micro(value: object, minor_units: bool) -> int:
+    """A raw SQLite value in the units :meth:`_Entity._source_micro` expects, exactly.
+
+    Integers and REALs by their own value (a REAL by its shortest round-trip decimal, as the
+    snapshot reads it), text parsed as a decimal; what is not a number counts 0, as it is
+    withheld from the snapshot. Amounts in major units come back ×10^6 (half away from zero,
+    like SQL's ROUND), amounts already in minor units as they are.
+    """
+    number = as_decimal(value)
+    if number is None:
+        return 0
+    if minor_units:
+        return int(number.to_integral_value(rounding=ROUND_HALF_UP))
+    return int(number.scaleb(MICRO).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 @dataclass
@@ -429,16 +450,35 @@ class _EntityExtractor:
         return select.order_by(src.c[self.entity.key])
 
     def _source_totals(self, reader: LegacyReader) -> _Totals:
-        """Row counts and exact micro-unit sums computed by the legacy database itself."""
+        """Row counts and exact micro-unit sums computed by the legacy database itself.
+
+        Sums are taken as NUMERIC(38, 0) / DECIMAL(38, 0), so no total overflows on PostgreSQL
+        or MariaDB; SQLite, whose integers stop at 2^63 and whose arithmetic on text and large
+        values is in floats, sums what it can do exactly and leaves the rest to
+        :meth:`_exact_totals`.
+        """
         src = self._source(self.entity, "src")
         groups = [src.c[g] for g in self.entity.total_groups]
+        condition = self._wave_filter(self.entity, src)
+        if reader.dialect.name == SQLITE:
+            return self._sqlite_source_totals(reader, src, groups, condition)
+        wide = sa.Numeric(38, 0)
+        return self._aggregated(reader, src, groups, condition, wide)
+
+    def _aggregated(
+        self,
+        reader: LegacyReader,
+        src: Any,
+        groups: list[Any],
+        condition: Any,
+        sum_type: sa.types.TypeEngine[Any],
+    ) -> _Totals:
         sums = []
         for name in self.entity.total_amounts:
             factor = 1 if name in self.query.minor_units else 10**MICRO
             value = src.c[name] if factor == 1 else sa.func.round(src.c[name] * factor)
-            sums.append(sa.func.sum(sa.cast(value, sa.BigInteger)).label(name))
+            sums.append(sa.func.sum(sa.cast(value, sum_type)).label(name))
         select = sa.select(*groups, sa.func.count().label("rows"), *sums)
-        condition = self._wave_filter(self.entity, src)
         if condition is not None:
             select = select.where(condition)
         if groups:
@@ -454,6 +494,57 @@ class _EntityExtractor:
             if count:
                 totals.add(key, int(count), micro)
         return totals
+
+    def _sqlite_source_totals(
+        self, reader: LegacyReader, src: Any, groups: list[Any], condition: Any
+    ) -> _Totals:
+        """SQLite: its own SUM where that is exact, Python integers for every other row.
+
+        SQLite's arithmetic is exact for integers and for REALs below 10^9 (×10^6 stays under
+        2^53); a text value, a larger one or a sum beyond 2^63 is read by its storage class
+        and summed exactly in Python (:func:`_exact_micro`). Rows of the second kind are rare
+        (damaged or corporate-size values), so the legacy database still does nearly all of it.
+        """
+        exact_in_sqlite = sa.and_(
+            sa.true(),
+            *[
+                sa.or_(
+                    src.c[name].is_(None),
+                    sa.and_(
+                        sa.func.typeof(src.c[name]).in_(("integer", "real")),
+                        sa.func.abs(src.c[name]) < _SQLITE_EXACT_BELOW,
+                    ),
+                )
+                for name in self.entity.total_amounts
+            ],
+        )
+        inside = exact_in_sqlite if condition is None else sa.and_(condition, exact_in_sqlite)
+        try:
+            totals = self._aggregated(reader, src, groups, inside, sa.BigInteger())
+        except SourceError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+            totals, exact_in_sqlite = _Totals(), sa.false()  # a sum beyond 2^63: all in Python
+        rest = sa.not_(exact_in_sqlite)
+        self._exact_totals(reader, src, groups, rest if condition is None else condition & rest,
+                           totals)  # fmt: skip
+        return totals
+
+    def _exact_totals(
+        self, reader: LegacyReader, src: Any, groups: list[Any], condition: Any, totals: _Totals
+    ) -> None:
+        amounts = list(self.entity.total_amounts)
+        select = sa.select(*groups, *[src.c[name] for name in amounts]).where(condition)
+        for chunk in reader.batches(select, self.config.extract.chunk_rows):
+            for row in chunk:
+                key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+                values = row[len(groups) :]
+                minor = self.query.minor_units
+                micro = {
+                    name: self._source_micro(name, key, _exact_micro(value, name in minor))
+                    for name, value in zip(amounts, values, strict=True)
+                }
+                totals.add(key, 1, micro)
 
     def _source_micro(self, name: str, key: GroupKey, value: object) -> int:
         total: int = int(as_decimal(value) or 0)
@@ -559,20 +650,25 @@ class _EntityExtractor:
         amounts = list(self.entity.total_amounts)
         if table.num_rows == 0:
             return
-        scaled = {}
-        for name in amounts:
-            minor = table.column(self.entity.column(name).snapshot_name)
-            scale = pc.power(pa.scalar(10, pa.int64()), pc.subtract(MICRO, exps))
-            scaled[name] = pc.multiply_checked(pc.fill_null(minor, 0), scale)
+        # Summed in 38-digit decimals per group and exponent, scaled to micro-units as Python
+        # integers afterwards: no sum of int64 tiyn can overflow.
+        wide = {
+            name: pc.fill_null(table.column(self.entity.column(name).snapshot_name), 0).cast(_WIDE)
+            for name in amounts
+        }
+        per_row = np.asarray(MICRO if exps is None else exps, dtype=np.int64)  # None: no money
+        exponent = pa.array(np.broadcast_to(per_row, (table.num_rows,)))
         frame = pa.table(
-            {**{g: table.column(g) for g in groups}, **scaled, "_one": pa.repeat(1, table.num_rows)}
-        )
-        aggregated = frame.group_by(groups).aggregate(
+            {**{g: table.column(g) for g in groups}, **wide, "_exp": exponent,
+             "_one": pa.repeat(1, table.num_rows)}
+        )  # fmt: skip
+        aggregated = frame.group_by([*groups, "_exp"]).aggregate(
             [("_one", "sum"), *[(name, "sum") for name in amounts]]
         )
         for row in aggregated.to_pylist():
             key = tuple(row[g] for g in groups)
-            totals.add(key, row["_one_sum"], {a: row[f"{a}_sum"] for a in amounts})
+            factor = 10 ** (MICRO - int(row["_exp"]))
+            totals.add(key, row["_one_sum"], {a: int(row[f"{a}_sum"]) * factor for a in amounts})
         self._account_withheld(table, raw, issues, groups)
 
     def _account_withheld(

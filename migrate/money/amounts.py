@@ -7,7 +7,10 @@ exponent, and kept only if that is a whole number of minor units:
 * whole → the minor amount;
 * within 1e-6 of a whole minor unit → normalised, and reported as ``AMOUNT_FLOAT_ARTEFACT``;
 * finer than a minor unit → null, reported as ``AMOUNT_PRECISION``;
-* not a number → null, reported as ``AMOUNT_UNPARSEABLE``.
+* not a number → null, reported as ``AMOUNT_UNPARSEABLE``;
+* a float of 2^53 minor units or more whose shortest decimal and exact binary value name
+  different minor units (-922337203685474.2 and .25 are one double) → null,
+  ``AMOUNT_PRECISION``: no float of that size is exact to the minor unit.
 
 Floats take a vectorised path: a float ``x`` is exactly ``m / 10**e`` for integer ``m`` when the
 double nearest to ``m / 10**e`` is ``x`` itself; below 1e13 major units no two such decimals
@@ -33,6 +36,8 @@ ARTEFACT_TOLERANCE = Decimal("0.000001")
 _FAST_LIMIT = 10**13
 """Below this many major units the bulk paths are exact (and ×10^exp fits in int64)."""
 _INT64_LIMIT = 2**63
+_FLOAT_EXACT = 2**53
+"""From here on a double cannot tell neighbouring minor units apart in every case."""
 
 
 @dataclass(frozen=True)
@@ -191,12 +196,27 @@ def _convert_one(value: object, exponent: int, index: int) -> tuple[int | None, 
         detail = f"{written} is beyond the range of 64-bit minor units"
         return None, AmountIssue(index, ReasonCode.AMOUNT_UNPARSEABLE, detail, None)
     if scaled == whole:
+        if (
+            isinstance(value, float)
+            and abs(whole) >= _FLOAT_EXACT
+            and whole != _exact(value, exponent)
+        ):
+            detail = (
+                f"{written} is a floating-point value beyond 2^53 minor units: the nearest double "
+                f"is {_exact(value, exponent)} minor units, so it cannot be exact to the minor unit"
+            )
+            return None, AmountIssue(index, ReasonCode.AMOUNT_PRECISION, detail, None)
         return int(whole), None
     if abs(scaled - whole) <= ARTEFACT_TOLERANCE:
         detail = f"{written} normalised to {int(whole)} minor units"
         return int(whole), AmountIssue(index, ReasonCode.AMOUNT_FLOAT_ARTEFACT, detail, int(whole))
     detail = f"{written} is finer than one minor unit (10^-{exponent})"
     return None, AmountIssue(index, ReasonCode.AMOUNT_PRECISION, detail, None)
+
+
+def _exact(value: float, exponent: int) -> Decimal:
+    """A float's exact binary value, in minor units."""
+    return Decimal(value).scaleb(exponent)
 
 
 def as_decimal(value: object) -> Decimal | None:
