@@ -301,6 +301,12 @@ def _kill_phase(
             continue
         process.send_signal(signal.SIGKILL)
         process.wait()
+        if phase.name == "extract" and _extract_recorded(victim, args[-1]):
+            # the kill came after the ledger's ok line (the process was exiting): it finished
+            result.finished_before_kill += 1
+            scratch += 1
+            args = ("extract", "--run", f"{RUN}-scratch-{scratch}")
+            continue
         result.kills += 1
         if args != phase.args:  # a scratch extract: resume it now and compare
             code, err = victim.run(args)
@@ -311,6 +317,14 @@ def _kill_phase(
             scratch += 1  # extracted now: the next attempt needs a new run
             args = ("extract", "--run", f"{RUN}-scratch-{scratch}")
     return scratch > 0
+
+
+def _extract_recorded(victim: Workspace, run_id: str) -> bool:
+    """Whether the victim's ledger says the run's extract ran to its end."""
+    from migrate.core.ledger import latest, read_ledger
+
+    entry = latest(read_ledger(victim.root / "runs")).get(run_id, {}).get("extract")
+    return entry is not None and entry.outcome in ("ok", "checks failed")
 
 
 def _share_signers(reference: Workspace, victim: Workspace) -> None:

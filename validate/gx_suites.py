@@ -89,7 +89,9 @@ def _target_expectations() -> dict[str, list[Any]]:
             e.ExpectColumnValuesToBeInSet(
                 column="status", value_set=["active", "suspended", "terminated"]
             ),
-            e.ExpectColumnValuesToBeInSet(column="fee_state", value_set=["paid", "due", "payg"]),
+            e.ExpectColumnValuesToBeInSet(
+                column="fee_state", value_set=["paid", "due", "payg", "prorated_due"]
+            ),
             e.ExpectColumnValuesToBeInSet(
                 column="consent_state", value_set=["given", "not_recorded", "pending"]
             ),

@@ -170,7 +170,12 @@ PRODUCT = sa.Table(
     sa.Column("original_start_date", sa.Date, comment="first day of the subscription in legacy"),
     sa.Column("charged_through_date", sa.Date, comment="last day already paid for in legacy"),
     sa.Column("next_charge_date", sa.Date, comment="when the new platform next takes the fee"),
-    _text("fee_state", "paid, due or payg (SPEC §5.5)"),
+    _text("fee_state", "paid, due, payg or prorated_due (SPEC §5.5)"),
+    _money(
+        "first_charge_minor",
+        "prorated fee of the joining month still to take (fee_state prorated_due), minor units",
+        nullable=True,
+    ),
     _text("consent_state", "given (evidence on file), not_recorded, or pending (dealer line)"),
     _run(),
     comment="Subscribed products of lines (TMF637)",

@@ -87,6 +87,7 @@ _WITHHELD = {
 }
 
 GroupKey = tuple[str | None, ...]
+_NUMBERS = (Kind.MONEY, Kind.QUANTITY)
 _WIDE = pa.decimal128(38, 0)
 """Sums of int64 minor units: exact up to 10^38."""
 _SQLITE_EXACT_BELOW = 10**9
@@ -385,6 +386,7 @@ class _EntityExtractor:
                 self.entity.column_names,
                 self.entity.key,
                 self.config.extract.chunk_rows,
+                numeric=[c.name for c in self.entity.columns if c.kind in _NUMBERS],
             )
             for count, raw in chunks:
                 table, chunk_issues, late = self._normalise(raw)

@@ -556,8 +556,12 @@ def _forecast(
     One row per live product whose fee is due (or could not be taken); the amounts are the
     account's: its main balance, the sum of its due fees and the top-up that covers them.
     """
-    product = products.product.assign(fee=products.monthly_fee_minor.to_numpy())
-    due = product[member(product["status"], LIVE) & member(product["fee_state"], ["due", "payg"])]
+    monthly = pd.Series(products.monthly_fee_minor.to_numpy(), index=products.product.index)
+    first = products.product["first_charge_minor"]
+    prorated = (products.product["fee_state"] == "prorated_due").fillna(False)
+    product = products.product.assign(fee=first.where(prorated, monthly).astype("int64"))
+    charged_next = ["due", "payg", "prorated_due"]  # a prorated first charge counts as itself
+    due = product[member(product["status"], LIVE) & member(product["fee_state"], charged_next)]
     fees = due.groupby("billing_account_id")["fee"].sum().rename("next_fees_minor")
     main = main_buckets.set_index("billing_account_id")["amount_minor"].rename("main_balance_minor")
     prepaid = accounts[accounts["rating_type"] == "prepaid"].set_index("billing_account_id")

@@ -54,7 +54,7 @@ RUN_EXCEPTIONS_SCHEMA = pa.schema(
         pa.field("currency", pa.string()),
         pa.field("disposition", pa.string()),
         pa.field("disposition_by", pa.string()),
-        pa.field("disposition_at", pa.string()),
+        pa.field("disposition_at", pa.date32()),
         pa.field("disposition_why", pa.string()),
     ]
 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import pandas as pd
+
+from migrate.money.arithmetic import RoundingPolicy
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class MapPolicy:
     small_debt: str = "flag"
     unconsented: str = "flag"
     roaming_lookback_days: int = 30
+    rounding: RoundingPolicy = field(default_factory=RoundingPolicy)
+    """``[money]``: the one rounding step of a prorated first charge (SPEC §2)."""
 
     @property
     def cutoff_ts(self) -> pd.Timestamp:

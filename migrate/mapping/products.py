@@ -10,8 +10,12 @@ Pure functions of one account partition's subscriptions, already linked to their
   ``paid`` when charged through the cutover month (or the offering has no fee), ``due`` when
   charged through the month before (the fee is taken on the 1st if funds suffice), ``payg``
   when legacy could not take an earlier month's fee (usage is billed from the balance until a
-  top-up). ``next_charge_date`` is the day after ``charged_through_date``, never before the
-  first of the cutover month.
+  top-up), ``prorated_due`` when the subscription started in the cutover month and nothing
+  was charged for it yet: ``first_charge_minor`` is then the prorated fee of the joining month
+  (SPEC §2: ``fee × days_left / days_in_month``, the joining day counted, one rounding step by
+  ``[money]``; seed 004: 2000 KZT from 10 July 2016 → 1419 KZT), taken on ``next_charge_date``,
+  its start day. ``next_charge_date`` is otherwise the day after ``charged_through_date``,
+  never before the first of the cutover month, and never before the product's own start.
 * A subscription cancelled before the cutoff but still active in legacy migrates terminated;
   fees charged after the cancellation are ``CHARGED_AFTER_CANCELLATION`` with their sum as a
   suggested refund.
@@ -24,7 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
+from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.reasons import ReasonCode
 from migrate.mapping.outcomes import (
     EXCEPTION_COLUMNS,
@@ -36,6 +42,7 @@ from migrate.mapping.outcomes import (
     where_or_none,
 )
 from migrate.mapping.policy import MapPolicy
+from migrate.money.arithmetic import prorate
 
 LIVE = ("active", "suspended")
 _STATUS = {"active": "active", "suspended": "suspended", "ended": "terminated"}
@@ -106,7 +113,7 @@ def map_products(
     status = np.where(
         cancelled[migrating], "terminated", lookup(chosen["status"], _STATUS).to_numpy(dtype=object)
     )
-    fee_state, next_charge = _fee_state(chosen, status, policy)
+    fee_state, next_charge, first_charge = _fee_state(chosen, status, policy)
     product = pd.DataFrame(
         {
             "product_id": id_column(
@@ -122,6 +129,7 @@ def map_products(
             "charged_through_date": pd.to_datetime(chosen["fee_charged_through"]).array,
             "next_charge_date": next_charge.array,
             "fee_state": fee_state,
+            "first_charge_minor": first_charge,
             "consent_state": chosen["consent_state"].array,
         }
     )
@@ -135,19 +143,40 @@ def map_products(
 
 def _fee_state(
     subs: pd.DataFrame, status: np.ndarray, policy: MapPolicy
-) -> tuple[np.ndarray, pd.Series]:
-    """fee_state and next_charge_date of each product (both null unless live)."""
+) -> tuple[np.ndarray, pd.Series, ExtensionArray]:
+    """fee_state, next_charge_date and first_charge_minor of each product (null unless live)."""
     month_start = pd.Timestamp(policy.cutover_month_start)
     through = pd.to_datetime(subs["fee_charged_through"]).reset_index(drop=True)
+    started = pd.to_datetime(subs["started_at"]).dt.normalize().reset_index(drop=True)
     live = np.isin(status, LIVE)
     free = (subs["monthly_fee_minor"].fillna(0) == 0).to_numpy()
     paid = (through >= pd.Timestamp(policy.cutover_month_end)).fillna(False).to_numpy(dtype=bool)
     due = (through >= month_start - pd.Timedelta(days=1)).fillna(False).to_numpy(dtype=bool)
-    state = np.where(free | paid, "paid", np.where(due, "due", "payg"))
+    uncharged = through.isna() | (through < started)
+    joined = ((started >= month_start) & uncharged).fillna(False).to_numpy(dtype=bool)
+    joined = joined & live & ~free & ~paid
+    state = np.where(
+        free | paid, "paid", np.where(joined, "prorated_due", np.where(due, "due", "payg"))
+    )
     day_after = through + pd.Timedelta(days=1)
     next_charge = day_after.where(day_after >= month_start, month_start)
+    next_charge = next_charge.where(~(next_charge < started).fillna(False), started)
     next_charge = next_charge.where(live & ~free)
-    return where_or_none(live, state), next_charge
+    return where_or_none(live, state), next_charge, _first_charge(subs, started, joined, policy)
+
+
+def _first_charge(
+    subs: pd.DataFrame, started: pd.Series, joined: np.ndarray, policy: MapPolicy
+) -> ExtensionArray:
+    """The prorated fee of the joining month, where the product is ``prorated_due``."""
+    fees = subs["monthly_fee_minor"].reset_index(drop=True)
+    currencies = subs["fee_currency"].reset_index(drop=True)
+    values: list[int | None] = [None] * len(subs)
+    for i in np.flatnonzero(joined).tolist():
+        exponent = CURRENCY_EXPONENTS[str(currencies[i])]
+        day = started[i].date()
+        values[i] = prorate(int(fees[i]), day, policy.rounding, exponent)
+    return pd.array(values, dtype="Int64")
 
 
 def _charged_after_cancellation(cancelled: pd.DataFrame, fee_charges: pd.DataFrame) -> pd.DataFrame:

@@ -81,6 +81,7 @@ from migrate.mapping.outcomes import (
 from migrate.mapping.parties import map_parties
 from migrate.mapping.policy import MapPolicy
 from migrate.mapping.tariffs import TariffMap, load_tariff_map
+from migrate.money.arithmetic import RoundingMode, RoundingPolicy, RoundingUnit
 
 MAP = PhaseFiles(
     "map",
@@ -266,6 +267,9 @@ def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
         small_debt=config.map.small_debt,
         unconsented=config.map.unconsented,
         roaming_lookback_days=config.map.roaming_lookback_days,
+        rounding=RoundingPolicy(
+            RoundingMode(config.money.rounding_mode), RoundingUnit(config.money.rounding_unit)
+        ),
     )
     partial = run.mapped_staging
     shutil.rmtree(partial.path, ignore_errors=True)

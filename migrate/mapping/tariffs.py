@@ -58,13 +58,19 @@ class TariffMap:
         return dict(zip(codes, stable_ids(namespace, "product_offering", codes), strict=True))
 
     def legacy_lookup(self, namespace: str) -> pd.DataFrame:
-        """One row per mapped legacy code: offering id and monthly fee, for joining products."""
+        """One row per mapped legacy code: offering id, monthly fee and its currency."""
         ids = self.offering_ids(namespace)
         rows = [
-            (legacy, ids[code], self.offerings[code].monthly_fee_minor)
+            (
+                legacy,
+                ids[code],
+                self.offerings[code].monthly_fee_minor,
+                self.offerings[code].currency,
+            )
             for legacy, code in sorted(self.offering_of.items())
         ]
-        return pd.DataFrame(rows, columns=["tariff_code", "offering_id", "monthly_fee_minor"])
+        columns = ["tariff_code", "offering_id", "monthly_fee_minor", "fee_currency"]
+        return pd.DataFrame(rows, columns=columns)
 
     def offering_rows(self, namespace: str) -> pd.DataFrame:
         """The ``product_offering`` table (without ``run_id``)."""

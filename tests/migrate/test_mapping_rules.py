@@ -23,6 +23,7 @@ from migrate.mapping.outcomes import lookup, member
 from migrate.mapping.parties import map_parties
 from migrate.mapping.policy import MapPolicy
 from migrate.mapping.products import map_products
+from migrate.money.arithmetic import RoundingMode, RoundingPolicy, RoundingUnit
 
 CUTOFF = datetime(2016, 7, 1)
 POLICY = MapPolicy(namespace="test", cutoff=CUTOFF)
@@ -233,7 +234,7 @@ def _subscriptions(rows: list[tuple[int, str, str, str, str | None, str]]) -> pd
 
 TARIFFS = pd.DataFrame(
     {"tariff_code": ["ALGA", "FREE"], "offering_id": ["o-alga", "o-free"],
-     "monthly_fee_minor": [199_000, 0]}
+     "monthly_fee_minor": [199_000, 0], "fee_currency": ["KZT", "KZT"]}
 )  # fmt: skip
 
 
@@ -280,6 +281,50 @@ def test_fee_state_next_charge_and_cancelled_but_billed() -> None:
     }
     assert found.loc["6", "amount_minor"] == 199_000  # the June fee; May's was before
     assert result.own_hold.tolist()[6] == "TARIFF_UNMAPPED"
+
+
+@pytest.mark.parametrize(
+    ("cutoff", "started", "mode", "first_charge"),
+    [  # SPEC §2 / seed 004, fee 2000 KZT: fee × days left (joining day counted) / days in month
+        ("2016-07-10", "2016-07-10", "half_up", 141_900),  # 2000 × 22/31 = 1419.35 → 1419
+        ("2016-07-20", "2016-07-15", "half_up", 109_700),  # 2000 × 17/31 = 1096.77 → 1097
+        ("2016-07-20", "2016-07-15", "floor", 109_600),  # → 1096
+        ("2016-07-31", "2016-07-31", "half_up", 6_500),  # 2000 × 1/31 = 64.52 → 65
+        ("2016-07-31", "2016-07-31", "floor", 6_400),  # → 64
+        ("2016-02-25", "2016-02-20", "half_up", 69_000),  # 2000 × 10/29 = 689.66 → 690
+    ],
+)
+def test_a_subscription_joining_in_the_cutover_month_carries_its_prorated_first_charge(
+    cutoff: str, started: str, mode: str, first_charge: int
+) -> None:
+    """The seed's vectors on the product, with the next charge on the joining day.
+
+    Before: fee state ``payg`` and next charge on the 1st, before its own start; the prorated
+    first charge of seed 004 was carried nowhere.
+    """
+    subs = _subscriptions([(1, "PLAN", "active", None, None, "77010000001")]).assign(
+        started_at=pd.Timestamp(f"{started} 12:00")
+    )
+    tariffs = pd.DataFrame({"tariff_code": ["PLAN"], "offering_id": ["o-plan"],
+                            "monthly_fee_minor": [200_000], "fee_currency": ["KZT"]})  # fmt: skip
+    policy = MapPolicy(
+        namespace="test",
+        cutoff=datetime.fromisoformat(f"{cutoff}T23:00:00"),
+        rounding=RoundingPolicy(RoundingMode(mode), RoundingUnit.MAJOR),
+    )
+    result = map_products(subs, pd.Series({"C1": "acct-1"}), tariffs, _no_fees(), policy)
+    (product,) = result.product.to_dict("records")
+    assert product["fee_state"] == "prorated_due"
+    assert product["first_charge_minor"] == first_charge
+    assert product["next_charge_date"] == pd.Timestamp(started)  # its own start, not the 1st
+
+
+def _no_fees() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"account_no": pd.Series(dtype=str), "msisdn": pd.Series(dtype=str),
+         "amount_minor": pd.Series(dtype=np.int64), "currency": pd.Series(dtype=str),
+         "occurred_at": pd.Series(dtype="datetime64[ns]")}
+    )  # fmt: skip
 
 
 def _plain(series: pd.Series) -> dict[str, object]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -31,8 +33,10 @@ from migrate.extract.run import run_extract
 from migrate.load.run import run_load
 from migrate.mapping.run import run_map
 from migrate.money.amounts import to_minor
+from migrate.money.arithmetic import RoundingPolicy, prorate
+from migrate.ops.delta import run_delta
 from migrate.synth import SynthOptions, run_synth
-from tests.migrate.helpers import config_for
+from tests.migrate.helpers import config_for, file_hashes
 from validate.run import run_validate
 
 BALANCES = {  # engine → (corporate balance, corporate debt), and both in tiyn
@@ -155,3 +159,131 @@ def test_a_float_beyond_2_53_minor_units_that_no_double_holds_exactly_is_withhel
     assert converted.minor.tolist()[1:] == [9_007_199_254_741_025, 141_935]
     (issue,) = converted.issues
     assert issue.reason is ReasonCode.AMOUNT_PRECISION and "beyond 2^53" in issue.detail
+
+
+def test_sqlite_text_then_real_amounts_are_read_exactly_by_storage_class(
+    sqlite_url: str, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text amount before REAL ones: each value is read by its own storage class.
+
+    Before: after a text value, ADBC read the later REALs as 7-digit text (1.419350e+03):
+    1419.3500000001 was normalised silently and 123456.78 became 12 345 680 tiyn.
+    """
+    import migrate.extract.reader as legacy_reader
+
+    run_synth(sqlite_url, SynthOptions(accounts=60, seed=5, anomaly_rate=0.0), tmp_path / "p.json")
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        first, second, third = conn.execute(
+            sa.text("SELECT account_no FROM accounts ORDER BY account_no LIMIT 3")
+        ).scalars()
+        for account, value in ((first, "1 550,00"), (second, 123456.78), (third, 1419.3500000001)):
+            conn.execute(
+                sa.text("UPDATE accounts SET balance = :b WHERE account_no = :a"),
+                {"b": value, "a": account},
+            )
+        classes = (
+            conn.execute(
+                sa.text("SELECT typeof(balance) FROM accounts ORDER BY account_no LIMIT 3")
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert classes == ["text", "real", "real"]
+    config = config_for(workspace, sqlite_url)
+    adbc = run_extract(config, run_id="adbc")
+    original = legacy_reader._available
+    monkeypatch.setattr(
+        legacy_reader, "_available", lambda m: m != "adbc_driver_sqlite.dbapi" and original(m)
+    )
+    cursor = run_extract(config, run_id="cursor")
+    for result in (adbc, cursor):
+        assert result.reconciled
+        table = pq.read_table(result.snapshot_dir / "accounts.parquet").to_pydict()
+        balance = dict(zip(table["account_no"], table["balance_minor"], strict=True))
+        assert (balance[first], balance[second], balance[third]) == (None, 12_345_678, 141_935)
+        found = pq.read_table(result.snapshot_dir / "exceptions.parquet").to_pydict()
+        codes = dict(zip(found["legacy_key"], found["reason_code"], strict=True))
+        assert codes[first] == "AMOUNT_UNPARSEABLE"
+        assert codes[third] == "AMOUNT_FLOAT_ARTEFACT"  # as PostgreSQL and MariaDB say
+    assert file_hashes(adbc.snapshot_dir) == file_hashes(cursor.snapshot_dir)
+
+
+def test_no_parquet_output_holds_an_amount_or_a_date_as_a_float(
+    sqlite_url: str, workspace: Path, tmp_path: Path
+) -> None:
+    """Every Parquet file a run writes: integers for amounts, date or timestamp types for dates.
+
+    Before: ``exceptions.parquet`` stored ``amount_minor`` as float64 (a tiyn above 2^53 lost).
+    """
+    run_synth(sqlite_url, SynthOptions(accounts=300, seed=8, window_activity=True), tmp_path / "p")
+    config = config_for(workspace, sqlite_url, BILLMIG_TARGET_URL=sqlite_url)
+    run_extract(config, run_id="types")
+    run_map(config, run_id="types")
+    run_load(config, run_id="types")
+    run_delta(config, run_id="types")
+    files = sorted((workspace / "runs" / "types").rglob("*.parquet"))
+    assert len(files) >= 20
+    wrong = []
+    for path in files:
+        for field in pq.read_schema(path):
+            name, kind = field.name, field.type
+            if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+                wrong.append(f"{path.name}:{name} is {kind}")
+            dated = name.endswith(("_date", "_at", "_on")) or name in ("date", "day")
+            if dated and not (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+                wrong.append(f"{path.name}:{name} is {kind}, not a date")
+    assert wrong == []
+
+
+def test_the_prorated_first_charge_holds_through_map_and_load(
+    sqlite_url: str, workspace: Path, tmp_path: Path
+) -> None:
+    """Seed 004 end to end: a prepaid line joining on 10 July 2016 with nothing charged yet.
+
+    Its product migrates ``prorated_due`` with the first charge ``fee × 22/31`` rounded once
+    (1419 KZT for a 2000 KZT plan), to be taken on 10 July, not on the 1st.
+    """
+    run_synth(sqlite_url, SynthOptions(accounts=200, seed=6, anomaly_rate=0.0), tmp_path / "p")
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        subscription, tariff = conn.execute(
+            sa.text(
+                "SELECT s.subscription_id, s.tariff_code FROM subscriptions s "
+                "JOIN lines l ON l.msisdn = s.msisdn JOIN accounts a ON a.account_no = "
+                "l.account_no WHERE s.status = 'active' AND a.status = 'active' AND "
+                "s.tariff_code IN ('ALGA', 'PRESTIGE') ORDER BY s.subscription_id LIMIT 1"
+            )
+        ).one()
+        conn.execute(
+            sa.text(
+                "UPDATE subscriptions SET started_at = '2016-07-10 12:00:00', "
+                "fee_charged_through = NULL, cancelled_at = NULL WHERE subscription_id = :s"
+            ),
+            {"s": subscription},
+        )
+    engine.dispose()
+    config = config_for(
+        workspace,
+        sqlite_url,
+        BILLMIG_TARGET_URL=sqlite_url,
+        BILLMIG_EXTRACT__CUTOFF="2016-07-10T23:00:00",
+    )
+    run_extract(config, run_id="joined")
+    run_map(config, run_id="joined")
+    run_load(config, run_id="joined")
+    fee = {"ALGA": 199_000, "PRESTIGE": 499_000}[tariff]  # mappings/tariffs.csv
+    expected = prorate(fee, date(2016, 7, 10), RoundingPolicy(), 2)  # 1990 × 22/31 → 1412
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        state, first, next_charge = conn.execute(
+            sa.text(
+                "SELECT fee_state, first_charge_minor, next_charge_date FROM product "
+                "WHERE legacy_subscription_id = :s"
+            ),
+            {"s": str(subscription)},
+        ).one()
+    engine.dispose()
+    assert (state, first, str(next_charge)) == ("prorated_due", expected, "2016-07-10")
+    assert expected == {199_000: 141_200, 499_000: 354_100}[fee]
