@@ -2,7 +2,8 @@
 
 Masked by default, in stable pseudonyms so two mentions of one subscriber still match:
 
-* MSISDNs keep the operator code and the last two digits: ``+7 701 *** ** 67``;
+* MSISDNs keep the calling code, the next three digits and the last two: ``+7 701 *** ** 67``,
+  ``+375 291 *** ** 67`` (the countries of ``[numbering]``);
 * national IDs (12-digit IIN/BIN, and every raw value the snapshot holds for the clients the
   exceptions mention, however malformed: ``400406 355305``, ``IIN-4004…``) become ``IIN#`` and
   ten hex digits of an HMAC-SHA-256 keyed with the workspace's masking secret (the same ID
@@ -28,13 +29,12 @@ import secrets
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cache, partial
 
 from migrate.core.config import SECRETS_FILE, Config
 from migrate.core.errors import ConfigError
+from migrate.core.numbering import NumberingPlan, default_plan
 
-MSISDN = re.compile(r"(?<![\d+])(?:\+?7|8)((?:[\s\-()]*\d){10})(?!\d)")
-"""A Kazakh number written any of the ways legacy systems write it: +7 701 123 45 67,
-87011234567, 7(701)123-45-67, 77011234567."""
 NATIONAL_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -52,6 +52,8 @@ class Masker:
     national_ids: frozenset[str] = field(default_factory=frozenset)
     """National IDs as legacy wrote them, however malformed (clients exceptions mention)."""
     enabled: bool = True
+    plan: NumberingPlan = field(default_factory=default_plan)
+    """Whose numbers these are (``[numbering]``): their calling codes and trunk prefixes."""
 
     def text(self, value: str) -> str:
         """``value`` with every MSISDN, national ID and known name masked."""
@@ -65,8 +67,10 @@ class Masker:
                 value = value.replace(raw, self.pseudonym("IIN", re.sub(r"\s", "", raw)))
         for number in sorted(self.numbers, key=len, reverse=True):
             if number in value:  # a '+' written before it goes too: never "++7 …"
-                value = re.sub(r"\+*" + re.escape(number), _masked_number(number), value)
-        value = MSISDN.sub(_masked_msisdn, value)
+                masked = _masked_number(number, self.plan)
+                value = re.sub(r"\+*" + re.escape(number), masked, value)
+        for code, pattern in _msisdn_patterns(self.plan):
+            value = pattern.sub(partial(_masked_msisdn, code), value)
         return NATIONAL_ID.sub(lambda m: self.pseudonym("IIN", m.group(0)), value)
 
     def pseudonym(self, kind: str, value: str) -> str:
@@ -90,16 +94,42 @@ class Masker:
         return replace(self, numbers=self.numbers | frozenset(known))
 
 
-def _masked_msisdn(found: re.Match[str]) -> str:
+@cache
+def _msisdn_patterns(plan: NumberingPlan) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Per country of the plan: its numbers written any of the ways legacy systems write them.
+
+    ``+7 701 123 45 67``, ``87011234567``, ``7(701)123-45-67``, ``0077011234567``; ``+375 29
+    123 45 67``, ``80291234567``. The national part is any digits of a mobile number's length
+    (a malformed number is masked too).
+    """
+    found = []
+    for country in plan.countries:
+        lengths = "|".join(
+            rf"(?:[\s\-()]*\d){{{n}}}" for n in sorted(country.national_lengths, reverse=True)
+        )
+        trunk = f"|{country.trunk}" if country.trunk else ""
+        written = rf"(?<![\d+])(?:(?:\+|00)?{country.calling_code}{trunk})((?:{lengths}))(?!\d)"
+        found.append((country.calling_code, re.compile(written)))
+    return tuple(found)
+
+
+def _masked_msisdn(code: str, found: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", found.group(1))
-    return f"+7 {digits[:3]} *** ** {digits[-2:]}"
+    return f"+{code} {digits[:3]} *** ** {digits[-2:]}"
 
 
-def _masked_number(raw: str) -> str:
-    """A known number: the Kazakh form when it is one, else stars and the last two digits."""
+def _masked_number(raw: str, plan: NumberingPlan) -> str:
+    """A known number: its international form masked when the plan reads it, else stars."""
     digits = re.sub(r"\D", "", raw)
-    if len(digits) == 11 and digits[0] in "78":
-        return f"+7 {digits[1:4]} *** ** {digits[-2:]}"
+    for country in plan.countries:
+        national = None
+        if digits.startswith(country.calling_code):
+            national = digits[len(country.calling_code) :]
+        if national is None or not re.fullmatch(country.mobile, national):
+            trunk = re.match(f"(?:{country.trunk})", digits) if country.trunk else None
+            national = digits[trunk.end() :] if trunk else digits
+        if re.fullmatch(country.mobile, national):
+            return f"+{country.calling_code} {national[:3]} *** ** {national[-2:]}"
     return f"*** ** {digits[-2:]}"
 
 

@@ -193,7 +193,7 @@ def _masker(config: Config, run: RunDir, unmasked: bool) -> Masker:
         return values
 
     return (
-        Masker(masking_secret(config), enabled=not unmasked)
+        Masker(masking_secret(config), enabled=not unmasked, plan=config.numbering.plan())
         .with_names(mentioned("clients", "client_id", "name", pa.int64()))
         .with_national_ids(mentioned("clients", "client_id", "national_id", pa.int64()))
         .with_numbers(mentioned("lines", "iccid", "msisdn", pa.string()))

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from migrate.core.errors import ConfigError, InputError
+from migrate.core.numbering import KZ_MOBILE_PREFIXES, NumberingPlan, build_plan
 
 CONFIG_FILE = "billmig.toml"
 SECRETS_FILE = ".secrets.toml"
@@ -145,6 +146,22 @@ class MoneyConfig:
     """major (whole currency units, as in the seeds' 1419 KZT) or minor (tiyn)."""
 
 
+@dataclass(frozen=True)
+class NumberingConfig:
+    """``[numbering]``: the operator's countries and mobile ranges (phonenumbers metadata)."""
+
+    countries: tuple[str, ...] = ("KZ",)
+    """ISO 3166 regions whose mobile numbers are the operator's lines; the first is home (a
+    number written without a calling code is read in it)."""
+    mobile_prefixes: tuple[tuple[str, tuple[str, ...]], ...] = (("KZ", KZ_MOBILE_PREFIXES),)
+    """Per country, the national prefixes of its mobile ranges; a country without them takes
+    every mobile range phonenumbers knows for it."""
+
+    def plan(self) -> NumberingPlan:
+        """The numbering plan these settings describe."""
+        return build_plan(self.countries, self.mobile_prefixes)
+
+
 _CHOICES = {
     "small_debt": ("flag", "write_off"),
     "unconsented": ("flag", "hold"),
@@ -173,6 +190,7 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     map: MapConfig = field(default_factory=MapConfig)
     money: MoneyConfig = field(default_factory=MoneyConfig)
+    numbering: NumberingConfig = field(default_factory=NumberingConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     signoff: SignoffConfig = field(default_factory=SignoffConfig)
@@ -334,6 +352,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         "load",
         "validate",
         "signoff",
+        "numbering",
         "rehearsal",
         "waves",
     }
@@ -369,6 +388,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
         load=_load_section(raw.get("load", {})),
         validate=_section(ValidateConfig, raw.get("validate", {}), "validate"),
         signoff=_signoff_section(raw.get("signoff", {})),
+        numbering=_numbering_section(raw.get("numbering", {})),
         rehearsal=_rehearsal_section(raw.get("rehearsal", {})),
         waves=_waves(raw.get("waves", {})),
         sha256=digest,
@@ -408,6 +428,35 @@ def _rehearsal_section(values: Mapping[str, Any]) -> RehearsalConfig:
             "rehearsal.production_accounts and rehearsal.window_hours must be positive",
             hint=f"fix them in {CONFIG_FILE}",
         )
+    return section
+
+
+def _numbering_section(values: Mapping[str, Any]) -> NumberingConfig:
+    unknown = sorted(set(values) - {"countries", "mobile_prefixes"})
+    if unknown:
+        raise ConfigError(f"unknown key numbering.{unknown[0]} in {CONFIG_FILE}", hint="remove it")
+    countries = values.get("countries", NumberingConfig.countries)
+    defaults = {k: v for k, v in NumberingConfig.mobile_prefixes if k in countries}
+    prefixes = values.get("mobile_prefixes", defaults)  # Kazakhstan's ranges apply to KZ only
+    if not isinstance(countries, list | tuple) or not all(isinstance(c, str) for c in countries):
+        raise ConfigError(
+            f"numbering.countries = {countries!r} should be a list of country codes",
+            hint='e.g. countries = ["KZ"] in billmig.toml',
+        )
+    lists = isinstance(prefixes, dict) and all(
+        isinstance(v, list | tuple) and all(isinstance(p, str) for p in v)
+        for v in prefixes.values()
+    )
+    if not lists:
+        raise ConfigError(
+            "numbering.mobile_prefixes should map a country to a list of prefixes",
+            hint='e.g. [numbering.mobile_prefixes] KZ = ["700", "701"]',
+        )
+    section = NumberingConfig(
+        tuple(c.upper() for c in countries),
+        tuple((k.upper(), tuple(v)) for k, v in sorted(prefixes.items())),
+    )
+    section.plan()  # a country phonenumbers does not know, or a bad prefix, stops here
     return section
 
 

@@ -2,8 +2,11 @@
 
 * IIN/BIN check digit: weights 1..11 mod 11; if that gives 10, weights 3..11,1,2 mod 11; if 10
   again, the ID is invalid.
-* MSISDNs are normalised to E.164 (``+7`` and ten digits) from the ways legacy writes them
-  (``7…``, ``8…``, ``+7 7xx xxx xx xx``) and must fall in a Kazakh mobile range.
+* MSISDNs are normalised to E.164 from the ways legacy writes them (``+7 7xx xxx xx xx``,
+  ``7…``, ``8…`` with the trunk prefix, a bare national number; ``00`` for ``+``) and must fall
+  in a mobile range of the workspace's numbering plan (``[numbering]``, built from the
+  phonenumbers metadata: Kazakhstan's ranges by default, Belarus's ``+375 29 …`` when
+  configured). A bare national number is read in the first country that takes it.
 * Names damaged by a wrong encoding round trip show Latin-1 mojibake of Cyrillic UTF-8
   (``Ð``/``Ñ`` followed by a C1 or Latin-1 symbol character), which no real name contains.
 """
@@ -15,10 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-KZ_MOBILE_PREFIXES = (
-    "700", "701", "702", "705", "707", "708", "747", "771", "775", "776", "777", "778",
-)  # fmt: skip
-"""Kazakh mobile number ranges (national number prefixes after the country code 7)."""
+from migrate.core.numbering import NumberingPlan
 
 _WEIGHTS_1 = np.arange(1, 12, dtype=np.int64)
 _WEIGHTS_2 = np.array([3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2], dtype=np.int64)
@@ -41,18 +41,33 @@ def valid_national_ids(national_ids: pa.Array) -> npt.NDArray[np.bool_]:
     return valid
 
 
-def normalise_msisdns(msisdns: pa.Array) -> pa.Array:
-    """E.164 form (``+77011234567``) of each number, or null where it is not a Kazakh mobile."""
+def normalise_msisdns(msisdns: pa.Array, plan: NumberingPlan) -> pa.Array:
+    """E.164 form (``+77011234567``) of each number, or null where the plan has no such mobile.
+
+    Column-wise: per country of the plan, the international form (calling code and a mobile
+    national number, with or without ``+`` / ``00``) and the national form (an optional trunk
+    prefix and a mobile national number, never after a ``+``); the first country that takes a
+    number gives its E.164 form.
+    """
     texts = pc.fill_null(msisdns.cast(pa.string()), "")
-    digits = pc.replace_substring_regex(texts, r"[\s\-()]", "")
-    digits = pc.replace_substring_regex(digits, r"^\+", "")
-    # Trunk prefix 8 (domestic dialling) and bare ten-digit national numbers become 7 + number.
-    digits = pc.replace_substring_regex(digits, r"^8(\d{10})$", r"7\1")
-    digits = pc.replace_substring_regex(digits, r"^(\d{10})$", r"7\1")
-    ranges = "|".join(KZ_MOBILE_PREFIXES)
-    mobile = pc.match_substring_regex(digits, rf"^7({ranges})\d{{7}}$")
-    e164 = pc.binary_join_element_wise("+", digits, "")
-    return pc.if_else(mobile, e164, pa.scalar(None, pa.string()))
+    digits = pc.replace_substring_regex(texts, r"[\s\-().]", "")
+    written_international = pc.match_substring_regex(digits, r"^(?:\+|00)")
+    digits = pc.replace_substring_regex(digits, r"^(?:\+|00)", "")
+    found = pa.nulls(len(digits), pa.string())
+    for country in plan.countries:
+        code, mobile = country.calling_code, country.mobile
+        international = pc.match_substring_regex(digits, rf"^{code}(?:{mobile})$")
+        as_international = pc.binary_join_element_wise("+", digits, "")
+        trunk = f"(?:{country.trunk})?" if country.trunk else ""
+        national_form = rf"^{trunk}((?:{mobile}))$"
+        national = pc.and_(
+            pc.invert(written_international), pc.match_substring_regex(digits, national_form)
+        )
+        as_national = pc.replace_substring_regex(digits, national_form, rf"+{code}\1")
+        null = pa.scalar(None, pa.string())
+        here = pc.if_else(international, as_international, pc.if_else(national, as_national, null))
+        found = pc.coalesce(found, here)
+    return found
 
 
 def damaged_names(names: pa.Array) -> npt.NDArray[np.bool_]:

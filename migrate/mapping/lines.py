@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from migrate.core.numbering import NumberingPlan
 from migrate.core.reasons import ReasonCode
 from migrate.mapping.identity import in_duplicate_groups, normalise_msisdns
 from migrate.mapping.outcomes import (
@@ -51,11 +52,11 @@ class LinkedLines:
     """Only for subscriptions that found no line (the rest get lineage with their account)."""
 
 
-def msisdn_partition_keys(msisdns: pa.Array | pa.ChunkedArray) -> pa.Array:
+def msisdn_partition_keys(msisdns: pa.Array | pa.ChunkedArray, plan: NumberingPlan) -> pa.Array:
     """What lines and subscriptions are partitioned by: the E.164 form, else the raw text."""
     raw = msisdns.combine_chunks() if isinstance(msisdns, pa.ChunkedArray) else msisdns
     raw = raw.cast(pa.string())
-    return pc.coalesce(normalise_msisdns(raw), raw)
+    return pc.coalesce(normalise_msisdns(raw, plan), raw)
 
 
 def link_lines(lines: pd.DataFrame, subscriptions: pd.DataFrame, policy: MapPolicy) -> LinkedLines:
@@ -72,7 +73,8 @@ def link_lines(lines: pd.DataFrame, subscriptions: pd.DataFrame, policy: MapPoli
 
 def check_lines(lines: pd.DataFrame, policy: MapPolicy) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalised numbers, consent state and the blocking code (if any) of every line."""
-    e164 = normalise_msisdns(pa.array(lines["msisdn"].astype(object), type=pa.string()))
+    raw = pa.array(lines["msisdn"].astype(object), type=pa.string())
+    e164 = normalise_msisdns(raw, policy.numbering)
     valid = e164.is_valid().to_numpy(zero_copy_only=False)
     live = member(lines["status"], LIVE)
     duplicate = in_duplicate_groups(e164, live & valid)

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from migrate.core.numbering import NumberingPlan, default_plan
 from migrate.money.arithmetic import RoundingPolicy
 
 
@@ -24,6 +25,8 @@ class MapPolicy:
     unconsented: str = "flag"
     roaming_lookback_days: int = 30
     rounding: RoundingPolicy = field(default_factory=RoundingPolicy)
+    numbering: NumberingPlan = field(default_factory=default_plan)
+    """``[numbering]``: which numbers are the operator's mobile lines."""
     """``[money]``: the one rounding step of a prorated first charge (SPEC §2)."""
 
     @property

@@ -51,6 +51,7 @@ from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import run_phase
 from migrate.core.manifest import git_state, sha256_file
+from migrate.core.numbering import NumberingPlan
 from migrate.core.processes import worker_pool
 from migrate.core.progress import SILENT, Progress
 from migrate.core.provenance import operator
@@ -267,6 +268,7 @@ def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
         small_debt=config.map.small_debt,
         unconsented=config.map.unconsented,
         roaming_lookback_days=config.map.roaming_lookback_days,
+        numbering=config.numbering.plan(),
         rounding=RoundingPolicy(
             RoundingMode(config.money.rounding_mode), RoundingUnit(config.money.rounding_unit)
         ),
@@ -439,6 +441,7 @@ class _MapJob:
         self.tariffs = tariffs
         self.dispositions = dispositions
         self.policy = policy
+        self.numbering = policy.numbering
         self.out = out
         self.run_id = run_id
         self.partitions = max(1, math.ceil(snapshot.rows("accounts") / config.map.bucket_accounts))
@@ -596,11 +599,13 @@ class _MapJob:
     def _scatter_inputs(self, work: Path) -> dict[str, list[Path]]:
         """Partition lines and subscriptions by number and the rest by account, in parallel."""
         tasks = [
-            _ScatterTask(self.snapshot.path(entity), work, entity, columns, "account_no")
+            _ScatterTask(
+                self.snapshot.path(entity), work, entity, columns, "account_no", self.numbering
+            )
             for entity, columns in _ACCOUNT_ENTITIES.items()
         ]
         tasks += [
-            _ScatterTask(self.snapshot.path(entity), work, entity, None, "msisdn")
+            _ScatterTask(self.snapshot.path(entity), work, entity, None, "msisdn", self.numbering)
             for entity in ("lines", "subscriptions")
         ]
         scattered = self._parallel(_scatter, tasks, self.partitions)
@@ -717,6 +722,7 @@ class _ScatterTask:
     entity: str
     columns: tuple[str, ...] | None
     key: str
+    numbering: NumberingPlan
 
 
 def _scatter(task: _ScatterTask, partitions: int) -> list[Path]:
@@ -729,7 +735,7 @@ def _scatter(task: _ScatterTask, partitions: int) -> list[Path]:
             table = pa.Table.from_batches([batch], schema=schema)
             key = table.column(task.key)
             if task.key == "msisdn":
-                key = msisdn_partition_keys(key)
+                key = msisdn_partition_keys(key, task.numbering)
             scatter.write(table, partition_of(key, partitions))
     return scatter.paths
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from migrate.core.numbering import default_plan
 from migrate.extract.run import run_extract
 from migrate.mapping.identity import (
     damaged_names,
@@ -71,7 +72,7 @@ def test_duplicate_clients_merge_into_the_earliest(snapshot: tuple[Path, dict]) 
 def test_invalid_and_duplicate_msisdns(snapshot: tuple[Path, dict]) -> None:  # type: ignore[type-arg]
     directory, planted = snapshot
     lines = pq.read_table(directory / "lines.parquet")
-    e164 = normalise_msisdns(lines.column("msisdn").combine_chunks())
+    e164 = normalise_msisdns(lines.column("msisdn").combine_chunks(), default_plan())
     invalid = e164.is_null().to_numpy(zero_copy_only=False)
     assert _keys(lines, "iccid", invalid) == _planted(planted, "INVALID_MSISDN", "lines")
     active = (lines.column("status").to_numpy(zero_copy_only=False) == "active") & ~invalid
@@ -81,9 +82,9 @@ def test_invalid_and_duplicate_msisdns(snapshot: tuple[Path, dict]) -> None:  # 
 
 def test_msisdn_styles_normalise_to_e164() -> None:
     raw = pa.array(["77011234567", "87011234567", "+7 701 123 45 67", "7011234567", None])
-    assert normalise_msisdns(raw).to_pylist() == ["+77011234567"] * 4 + [None]
+    assert normalise_msisdns(raw, default_plan()).to_pylist() == ["+77011234567"] * 4 + [None]
     bad = pa.array(["770112345", "+1 202 555 0100", "77O1234567", "76012345670"])
-    assert normalise_msisdns(bad).null_count == 4
+    assert normalise_msisdns(bad, default_plan()).null_count == 4
 
 
 def test_iin_check_digit_rule_with_its_second_weighting() -> None:

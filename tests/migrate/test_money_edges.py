@@ -34,6 +34,7 @@ from migrate.load.run import run_load
 from migrate.mapping.run import run_map
 from migrate.money.amounts import to_minor
 from migrate.money.arithmetic import RoundingPolicy, prorate
+from migrate.ops.compensation import Scope, run_compensate
 from migrate.ops.delta import run_delta
 from migrate.synth import SynthOptions, run_synth
 from tests.migrate.helpers import config_for, file_hashes
@@ -287,3 +288,71 @@ def test_the_prorated_first_charge_holds_through_map_and_load(
     engine.dispose()
     assert (state, first, str(next_charge)) == ("prorated_due", expected, "2016-07-10")
     assert expected == {199_000: 141_200, 499_000: 354_100}[fee]
+
+
+A1_RULES = Path(__file__).resolve().parents[2] / "mappings/compensation/a1-2020-08-internet.toml"
+
+
+def test_belarusian_numbers_migrate_and_the_a1_rules_credit_them(
+    sqlite_url: str, workspace: Path, tmp_path: Path
+) -> None:
+    """A1 Belarus (seed 002): its lines are +375 numbers, written the ways legacy writes them.
+
+    Before: every number outside Kazakhstan's mobile ranges was INVALID_MSISDN (block), so
+    these lines could never migrate nor be compensated. With ``[numbering] countries = ["BY"]``
+    they normalise to E.164 and the A1 rules credit the Алга lines (3 GB: 30 % of 3 days).
+    """
+    run_synth(sqlite_url, SynthOptions(accounts=60, seed=7, anomaly_rate=0.0), tmp_path / "p")
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        numbers = conn.execute(sa.text("SELECT msisdn FROM lines ORDER BY msisdn")).scalars().all()
+        shapes = ("+375 (29) {0}-{1}-{2}", "80 29 {0} {1} {2}", "37529{0}{1}{2}")
+        belarusian = {
+            old: shapes[n % 3].format(f"{n + 1000000:07d}"[:3], f"{n:07d}"[3:5], f"{n:07d}"[5:])
+            for n, old in enumerate(numbers)
+        }
+        for table in ("lines", "subscriptions", "charges", "orders"):
+            for old, new in belarusian.items():
+                conn.execute(
+                    sa.text(f"UPDATE {table} SET msisdn = :new WHERE msisdn = :old"),
+                    {"new": new, "old": old},
+                )
+    engine.dispose()
+    toml = workspace / "billmig.toml"
+    toml.write_text(toml.read_text("utf-8") + '\n[numbering]\ncountries = ["BY"]\n', "utf-8")
+    config = config_for(workspace, sqlite_url, BILLMIG_TARGET_URL=sqlite_url)
+    run_extract(config, run_id="a1")
+    run_map(config, run_id="a1")
+    found = pq.read_table(workspace / "runs/a1/mapped/exceptions.parquet").to_pydict()
+    assert "INVALID_MSISDN" not in found["reason_code"]
+    run_load(config, run_id="a1")
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        msisdns = conn.execute(sa.text("SELECT msisdn FROM product")).scalars().all()
+        alga = (
+            conn.execute(
+                sa.text(
+                    "SELECT DISTINCT a.legacy_account_no FROM product p JOIN billing_account a "
+                    "ON a.billing_account_id = p.billing_account_id JOIN product_offering o "
+                    "ON o.offering_id = p.offering_id WHERE o.name = 'Алга' AND p.status = 'active'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert msisdns
+    assert [m for m in msisdns if not (m.startswith("+37529") and len(m) == 13)] == []
+    assert alga
+    result = run_compensate(
+        config,
+        rules=A1_RULES,
+        incident="a1-by",
+        start=date(2016, 8, 9),
+        end=date(2016, 8, 11),
+        scope=Scope(accounts=frozenset(alga)),
+    )
+    assert result.gaps == () and result.applied > 0
+    credited = {(c.account_no, c.amount_minor) for c in result.credits}
+    for account in alga:  # Алга, 1990.00 KZT a month: 30 % of 3 days of 31 = 5 777.4 tiyn
+        assert (account, 5_777) in credited

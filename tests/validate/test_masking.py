@@ -19,6 +19,7 @@ import pypdf
 import pytest
 
 from migrate.core.config import load_config
+from migrate.core.numbering import build_plan
 from migrate.extract.run import run_extract
 from migrate.load.run import run_load
 from migrate.mapping.run import run_map
@@ -148,3 +149,17 @@ def test_the_masking_secret_is_made_once_and_a_broken_one_refused(tmp_path: Path
     secrets.write_text("[masking]\n")
     with pytest.raises(ConfigError, match="32 characters or more"):
         masking_secret(config)
+
+
+def test_numbers_of_every_country_of_the_plan_are_masked() -> None:
+    """Before: only Kazakh numbers were recognised; +375 numbers reached packs in clear."""
+    plan = build_plan(("KZ", "BY"), (("KZ", ("701", "707")),))
+    masker = Masker("k" * 40, plan=plan).with_numbers(["80 29 123 45 67"])
+    text = (
+        "lines +375 (29) 765-43-21 and 375447654321 and 80 29 123 45 67 "
+        "and +7 701 123 45 67 and 87071234567"
+    )
+    assert masker.text(text) == (
+        "lines +375 297 *** ** 21 and +375 447 *** ** 21 and +375 291 *** ** 67 "
+        "and +7 701 *** ** 67 and +7 707 *** ** 67"
+    )
