@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -34,6 +35,7 @@ def test_three_engines_give_byte_identical_snapshots(
     snapshots = {}
     for url in (sqlite_url, postgres_url, mariadb_url):
         _synth(url, tmp_path)
+        _corporate_and_mixed(url)
         name = sa.make_url(url).get_backend_name()
         result = run_extract(
             config_for(workspace, url, BILLMIG_EXTRACT__CHUNK_ROWS="700"), run_id=name
@@ -46,6 +48,32 @@ def test_three_engines_give_byte_identical_snapshots(
     for doc in manifests.values():
         doc.pop("source")
     assert manifests["sqlite"] == manifests["postgresql"] == manifests["mysql"]
+
+
+def _corporate_and_mixed(url: str) -> None:
+    """The same logical data on every engine, at the edges of money.
+
+    A corporate balance beyond 2^53 tiyn (one a double holds exactly, so SQLite's REAL holds
+    it too) and, on SQLite, an INTEGER-stored balance beside the REAL ones.
+    """
+    engine = create_engine(url)
+    widen = {
+        "postgresql": "ALTER TABLE accounts ALTER COLUMN balance TYPE NUMERIC(30, 10)",
+        "mysql": "ALTER TABLE accounts MODIFY balance DECIMAL(30, 10)",
+    }.get(engine.dialect.name)
+    with engine.begin() as conn:
+        if widen:
+            conn.execute(sa.text(widen))
+        first, second = conn.execute(
+            sa.text("SELECT account_no FROM accounts ORDER BY account_no LIMIT 2")
+        ).scalars()
+        for account, balance in ((first, "90071992547410.25"), (second, "-1500")):
+            value = float(balance) if url.startswith("sqlite") else Decimal(balance)
+            conn.execute(
+                sa.text("UPDATE accounts SET balance = :b WHERE account_no = :a"),
+                {"b": value, "a": account},
+            )
+    engine.dispose()
 
 
 def test_two_extracts_of_one_database_are_identical(
