@@ -190,13 +190,30 @@ def missing_primary_keys(conn: sa.Connection) -> list[str]:
     return missing
 
 
+_SPLIT = 10**9
+"""SQLite sums int64 in int64 (an error past 2^63): amounts are summed as whole billions and
+remainders, each sum far inside int64 for a billion rows, and recombined as Python ints."""
+
+
+def _summed(conn: sa.Connection, column: sa.ColumnElement[Any]) -> list[Any]:
+    if conn.dialect.name != "sqlite":  # SUM(BIGINT) is NUMERIC / DECIMAL: exact at any size
+        return [sa.func.sum(column)]
+    return [sa.func.sum(column.op("/")(_SPLIT)), sa.func.sum(column.op("%")(_SPLIT))]
+
+
 def currency_totals(conn: sa.Connection) -> dict[str, dict[str, int]]:
-    """Per currency: accounts, main, bonus money, pending, debt and write-offs, summed in SQL."""
+    """Per currency: accounts, main, bonus money, pending, debt and write-offs, summed in SQL.
+
+    Exact at any size on every engine (see :data:`_SPLIT` for SQLite).
+    """
     totals: dict[str, dict[str, int]] = {}
 
     def add(query: sa.Select[Any], name: str) -> None:
-        for currency, value in conn.execute(query).all():
-            totals.setdefault(str(currency), {})[name] = int(value or 0)
+        for currency, *parts in conn.execute(query).all():
+            value = int(parts[0] or 0)
+            if len(parts) == 2:
+                value = value * _SPLIT + int(parts[1] or 0)
+            totals.setdefault(str(currency), {})[name] = value
 
     joined = BUCKET.join(BA, BUCKET.c.billing_account_id == BA.c.billing_account_id)
     add(sa.select(BA.c.currency, sa.func.count()).group_by(BA.c.currency), "accounts")
@@ -208,24 +225,24 @@ def currency_totals(conn: sa.Connection) -> dict[str, dict[str, int]]:
         ),
     ):
         add(
-            sa.select(BA.c.currency, sa.func.sum(BUCKET.c.amount_minor))
+            sa.select(BA.c.currency, *_summed(conn, BUCKET.c.amount_minor))
             .select_from(joined)
             .where(condition)
             .group_by(BA.c.currency),
             name,
         )
     add(
-        sa.select(DEBT.c.currency, sa.func.sum(DEBT.c.amount_minor)).group_by(DEBT.c.currency),
+        sa.select(DEBT.c.currency, *_summed(conn, DEBT.c.amount_minor)).group_by(DEBT.c.currency),
         "debt_minor",
     )
     add(
-        sa.select(PENDING.c.currency, sa.func.sum(PENDING.c.amount_minor)).group_by(
+        sa.select(PENDING.c.currency, *_summed(conn, PENDING.c.amount_minor)).group_by(
             PENDING.c.currency
         ),
         "pending_minor",
     )
     add(
-        sa.select(ACTION.c.currency, sa.func.sum(ACTION.c.amount_minor))
+        sa.select(ACTION.c.currency, *_summed(conn, ACTION.c.amount_minor))
         .where(ACTION.c.kind == "write_off")
         .group_by(ACTION.c.currency),
         "write_off_minor",

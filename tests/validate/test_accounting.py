@@ -32,10 +32,12 @@ from migrate.core.artifacts import (
     SnapshotManifest,
     SourceRef,
 )
+from migrate.core.db import create_engine
 from migrate.core.manifest import GitState
 from migrate.core.runs import MappedFolder, RunDir
-from migrate.core.target_schema import TARGET_TABLES
+from migrate.core.target_schema import METADATA, TARGET_TABLES
 from validate.accounting import account_rows, control_totals
+from validate.target import currency_totals
 from validate.workbench import workbench
 
 ENTITIES = ("accounts", "lines", "payments")
@@ -221,3 +223,22 @@ def test_row_accounting_and_account_totals_match_a_second_count(case: dict[str, 
         r["left_out"] == int(str(r["legacy"])) - int(str(r["target"]))
         for r in control.accounts_by_brand_rating_state
     )
+
+
+def test_target_money_totals_are_exact_beyond_int64_on_sqlite(tmp_path: Path) -> None:
+    """Three debts of 5·10^18 tiyn: 1.5·10^19 is past 2^63, where SQLite's SUM stops."""
+    engine = create_engine(f"sqlite:///{tmp_path / 't.sqlite'}")
+    METADATA.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(METADATA.tables["debt_item"]),
+            [
+                {"debt_id": f"d{n}", "billing_account_id": None, "amount_minor": 5 * 10**18 + n,
+                 "currency": "KZT", "origin": "legacy_negative", "legacy_key": f"k{n}",
+                 "run_id": "r"}
+                for n in range(3)
+            ],
+        )  # fmt: skip
+        totals = currency_totals(conn)
+    engine.dispose()
+    assert totals["KZT"]["debt_minor"] == 15 * 10**18 + 3
