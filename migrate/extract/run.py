@@ -21,12 +21,12 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -90,8 +90,22 @@ GroupKey = tuple[str | None, ...]
 _NUMBERS = (Kind.MONEY, Kind.QUANTITY)
 _WIDE = pa.decimal128(38, 0)
 """Sums of int64 minor units: exact up to 10^38."""
+_INT64_SAFE_SUM = 2**63
 _SQLITE_EXACT_BELOW = 10**9
 """Below this many units a SQLite REAL or INTEGER ×10^6 stays under 2^53: its own sum is exact."""
+
+
+T = TypeVar("T")
+
+
+def _unless_overflow(query: Callable[[], T | None]) -> T | None:
+    """``query()``, or None when SQLite stopped on an integer overflow (a sum past 2^63)."""
+    try:
+        return query()
+    except (SourceError, sa.exc.OperationalError) as exc:
+        if "integer overflow" not in str(exc):
+            raise
+        return None
 
 
 def _exact_micro(value: object, minor_units: bool) -> int:
@@ -503,9 +517,10 @@ class _EntityExtractor:
         """SQLite: its own SUM where that is exact, Python integers for every other row.
 
         SQLite's arithmetic is exact for integers and for REALs below 10^9 (×10^6 stays under
-        2^53); a text value, a larger one or a sum beyond 2^63 is read by its storage class
-        and summed exactly in Python (:func:`_exact_micro`). Rows of the second kind are rare
-        (damaged or corporate-size values), so the legacy database still does nearly all of it.
+        2^53). One scan sums everything and says whether every value was such a number (the
+        usual case: done). Otherwise a second scan sums the rows that are, and the others (text,
+        corporate-size values, or everything when a sum passes 2^63) are read by their storage
+        class and summed exactly in Python (:func:`_exact_micro`).
         """
         exact_in_sqlite = sa.and_(
             sa.true(),
@@ -520,17 +535,94 @@ class _EntityExtractor:
                 for name in self.entity.total_amounts
             ],
         )
-        inside = exact_in_sqlite if condition is None else sa.and_(condition, exact_in_sqlite)
-        try:
-            totals = self._aggregated(reader, src, groups, inside, sa.BigInteger())
-        except SourceError as exc:
-            if "integer overflow" not in str(exc):
-                raise
-            totals, exact_in_sqlite = _Totals(), sa.false()  # a sum beyond 2^63: all in Python
-        rest = sa.not_(exact_in_sqlite)
-        self._exact_totals(reader, src, groups, rest if condition is None else condition & rest,
-                           totals)  # fmt: skip
+        plain = _unless_overflow(lambda: self._plain_sqlite_totals(reader, src, groups, condition))
+        if plain is not None:  # the usual case: one scan, SQLite's own sums are exact
+            return plain
+        found = _unless_overflow(
+            lambda: self._sqlite_aggregated(reader, src, groups, condition, exact_in_sqlite)
+        )
+        if found is None:  # a sum past 2^63 even of the exact rows: all of it in Python
+            totals, inexact, exact_in_sqlite = _Totals(), 1, sa.false()
+        else:
+            totals, inexact = found
+        if inexact:  # one scan in all unless some row needs Python
+            rest = sa.not_(exact_in_sqlite)
+            where = rest if condition is None else sa.and_(condition, rest)
+            self._exact_totals(reader, src, groups, where, totals)
         return totals
+
+    def _plain_sqlite_totals(
+        self, reader: LegacyReader, src: Any, groups: list[Any], condition: Any
+    ) -> _Totals | None:
+        """SQLite's own sums in one scan, or None when a value is text or 10^9 units or more.
+
+        The same scan returns each amount's largest magnitude and how many values are not
+        numbers: only then are SQLite's float-based sums not exact.
+        """
+        amounts = [src.c[name] for name in self.entity.total_amounts]
+        sums = []
+        for name, column in zip(self.entity.total_amounts, amounts, strict=True):
+            factor = 1 if name in self.query.minor_units else 10**MICRO
+            value = column if factor == 1 else sa.func.round(column * factor)
+            sums.append(sa.func.sum(sa.cast(value, sa.BigInteger())))
+        checks = [sa.func.max(sa.func.abs(a)) for a in amounts] + [
+            sa.func.sum(sa.case((sa.func.typeof(a).in_(("integer", "real", "null")), 0), else_=1))
+            for a in amounts
+        ]
+        select = sa.select(*groups, sa.func.count(), *sums, *checks)
+        if condition is not None:
+            select = select.where(condition)
+        if groups:
+            select = select.group_by(*groups)
+        totals = _Totals()
+        n = len(amounts)
+        for row in reader.rows(select):
+            key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+            count, values = row[len(groups)], row[len(groups) + 1 : len(groups) + 1 + n]
+            largest, texts = (
+                row[len(groups) + 1 + n : len(groups) + 1 + 2 * n],
+                row[-n:] if n else (),
+            )
+            big = any(v is not None and float(v) >= _SQLITE_EXACT_BELOW for v in largest)
+            if big or any(texts):
+                return None
+            micro = {
+                name: self._source_micro(name, key, value)
+                for name, value in zip(self.entity.total_amounts, values, strict=True)
+            }
+            if count:
+                totals.add(key, int(count), micro)
+        return totals
+
+    def _sqlite_aggregated(
+        self, reader: LegacyReader, src: Any, groups: list[Any], condition: Any, exact: Any
+    ) -> tuple[_Totals, int]:
+        """One scan: counts and sums of the rows SQLite sums exactly, and how many it cannot."""
+        sums = []
+        for name in self.entity.total_amounts:
+            factor = 1 if name in self.query.minor_units else 10**MICRO
+            value = src.c[name] if factor == 1 else sa.func.round(src.c[name] * factor)
+            only_exact = sa.case((exact, sa.cast(value, sa.BigInteger())), else_=None)
+            sums.append(sa.func.sum(only_exact).label(name))
+        counted = sa.func.sum(sa.case((exact, 1), else_=0)).label("rows")
+        inexact = sa.func.sum(sa.case((exact, 0), else_=1)).label("inexact")
+        select = sa.select(*groups, counted, inexact, *sums)
+        if condition is not None:
+            select = select.where(condition)
+        if groups:
+            select = select.group_by(*groups)
+        totals, others = _Totals(), 0
+        for row in reader.rows(select):
+            key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+            count, left, amounts = row[len(groups)], row[len(groups) + 1], row[len(groups) + 2 :]
+            others += int(left or 0)
+            micro = {
+                name: self._source_micro(name, key, value)
+                for name, value in zip(self.entity.total_amounts, amounts, strict=True)
+            }
+            if count:
+                totals.add(key, int(count), micro)
+        return totals, others
 
     def _exact_totals(
         self, reader: LegacyReader, src: Any, groups: list[Any], condition: Any, totals: _Totals
@@ -652,12 +744,15 @@ class _EntityExtractor:
         amounts = list(self.entity.total_amounts)
         if table.num_rows == 0:
             return
-        # Summed in 38-digit decimals per group and exponent, scaled to micro-units as Python
-        # integers afterwards: no sum of int64 tiyn can overflow.
-        wide = {
-            name: pc.fill_null(table.column(self.entity.column(name).snapshot_name), 0).cast(_WIDE)
+        # Summed per group and exponent, scaled to micro-units as Python integers afterwards:
+        # in int64 when no sum of the chunk can reach 2^63, else in 38-digit decimals.
+        minors = {
+            name: pc.fill_null(table.column(self.entity.column(name).snapshot_name), 0)
             for name in amounts
         }
+        largest = max((pc.max(pc.abs(m)).as_py() or 0 for m in minors.values()), default=0)
+        narrow = largest * table.num_rows < _INT64_SAFE_SUM
+        wide = {name: m if narrow else m.cast(_WIDE) for name, m in minors.items()}
         per_row = np.asarray(MICRO if exps is None else exps, dtype=np.int64)  # None: no money
         exponent = pa.array(np.broadcast_to(per_row, (table.num_rows,)))
         frame = pa.table(
