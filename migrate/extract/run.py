@@ -481,6 +481,26 @@ class _EntityExtractor:
         wide = sa.Numeric(38, 0)
         return self._aggregated(reader, src, groups, condition, wide)
 
+    def _micro_sums(
+        self, src: Any, sum_type: sa.types.TypeEngine[Any], only: Any = None
+    ) -> list[Any]:
+        """SUM of each amount in micro-units (of the rows ``only`` selects, when given)."""
+        sums = []
+        for name in self.entity.total_amounts:
+            factor = 1 if name in self.query.minor_units else 10**MICRO
+            value = src.c[name] if factor == 1 else sa.func.round(src.c[name] * factor)
+            value = sa.cast(value, sum_type)
+            sums.append(sa.func.sum(value if only is None else sa.case((only, value))))
+        return sums
+
+    def _add_sums(self, totals: _Totals, key: GroupKey, count: object, amounts: Any) -> None:
+        micro = {
+            name: self._source_micro(name, key, value)
+            for name, value in zip(self.entity.total_amounts, amounts, strict=True)
+        }
+        if count:
+            totals.add(key, int(count), micro)  # type: ignore[call-overload]
+
     def _aggregated(
         self,
         reader: LegacyReader,
@@ -489,11 +509,7 @@ class _EntityExtractor:
         condition: Any,
         sum_type: sa.types.TypeEngine[Any],
     ) -> _Totals:
-        sums = []
-        for name in self.entity.total_amounts:
-            factor = 1 if name in self.query.minor_units else 10**MICRO
-            value = src.c[name] if factor == 1 else sa.func.round(src.c[name] * factor)
-            sums.append(sa.func.sum(sa.cast(value, sum_type)).label(name))
+        sums = self._micro_sums(src, sum_type)
         select = sa.select(*groups, sa.func.count().label("rows"), *sums)
         if condition is not None:
             select = select.where(condition)
@@ -502,13 +518,7 @@ class _EntityExtractor:
         totals = _Totals()
         for row in reader.rows(select):
             key = tuple(None if v is None else str(v) for v in row[: len(groups)])
-            count, amounts = row[len(groups)], row[len(groups) + 1 :]
-            micro = {
-                name: self._source_micro(name, key, value)
-                for name, value in zip(self.entity.total_amounts, amounts, strict=True)
-            }
-            if count:
-                totals.add(key, int(count), micro)
+            self._add_sums(totals, key, row[len(groups)], row[len(groups) + 1 :])
         return totals
 
     def _sqlite_source_totals(
@@ -560,11 +570,7 @@ class _EntityExtractor:
         numbers: only then are SQLite's float-based sums not exact.
         """
         amounts = [src.c[name] for name in self.entity.total_amounts]
-        sums = []
-        for name, column in zip(self.entity.total_amounts, amounts, strict=True):
-            factor = 1 if name in self.query.minor_units else 10**MICRO
-            value = column if factor == 1 else sa.func.round(column * factor)
-            sums.append(sa.func.sum(sa.cast(value, sa.BigInteger())))
+        sums = self._micro_sums(src, sa.BigInteger())
         checks = [sa.func.max(sa.func.abs(a)) for a in amounts] + [
             sa.func.sum(sa.case((sa.func.typeof(a).in_(("integer", "real", "null")), 0), else_=1))
             for a in amounts
@@ -586,24 +592,14 @@ class _EntityExtractor:
             big = any(v is not None and float(v) >= _SQLITE_EXACT_BELOW for v in largest)
             if big or any(texts):
                 return None
-            micro = {
-                name: self._source_micro(name, key, value)
-                for name, value in zip(self.entity.total_amounts, values, strict=True)
-            }
-            if count:
-                totals.add(key, int(count), micro)
+            self._add_sums(totals, key, count, values)
         return totals
 
     def _sqlite_aggregated(
         self, reader: LegacyReader, src: Any, groups: list[Any], condition: Any, exact: Any
     ) -> tuple[_Totals, int]:
         """One scan: counts and sums of the rows SQLite sums exactly, and how many it cannot."""
-        sums = []
-        for name in self.entity.total_amounts:
-            factor = 1 if name in self.query.minor_units else 10**MICRO
-            value = src.c[name] if factor == 1 else sa.func.round(src.c[name] * factor)
-            only_exact = sa.case((exact, sa.cast(value, sa.BigInteger())), else_=None)
-            sums.append(sa.func.sum(only_exact).label(name))
+        sums = self._micro_sums(src, sa.BigInteger(), only=exact)
         counted = sa.func.sum(sa.case((exact, 1), else_=0)).label("rows")
         inexact = sa.func.sum(sa.case((exact, 0), else_=1)).label("inexact")
         select = sa.select(*groups, counted, inexact, *sums)
@@ -616,12 +612,7 @@ class _EntityExtractor:
             key = tuple(None if v is None else str(v) for v in row[: len(groups)])
             count, left, amounts = row[len(groups)], row[len(groups) + 1], row[len(groups) + 2 :]
             others += int(left or 0)
-            micro = {
-                name: self._source_micro(name, key, value)
-                for name, value in zip(self.entity.total_amounts, amounts, strict=True)
-            }
-            if count:
-                totals.add(key, int(count), micro)
+            self._add_sums(totals, key, count, amounts)
         return totals, others
 
     def _exact_totals(

@@ -7,6 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from migrate.core.config import Config, load_config
 
 
@@ -57,3 +59,16 @@ def register_signers(config: Config) -> dict[str, str]:
         new_key(config, signer, f"{role} person", [role])
         found[role] = signer
     return found
+
+
+def widen_balance(conn: sa.Connection) -> None:
+    """Let ``accounts.balance`` hold corporate-size amounts (beyond the reference NUMERIC(22, 10)).
+
+    SQLite's NUMERIC has no precision to widen; PostgreSQL and MariaDB get 30 digits.
+    """
+    statement = {
+        "postgresql": "ALTER TABLE accounts ALTER COLUMN balance TYPE NUMERIC(30, 10)",
+        "mysql": "ALTER TABLE accounts MODIFY balance DECIMAL(30, 10)",
+    }.get(conn.dialect.name)
+    if statement:
+        conn.execute(sa.text(statement))

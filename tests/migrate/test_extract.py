@@ -15,7 +15,7 @@ from migrate.core.errors import ConfigError, InputError, SourceError
 from migrate.extract.reader import open_reader
 from migrate.extract.run import run_extract
 from migrate.synth import SynthOptions, run_synth
-from tests.migrate.helpers import config_for, file_hashes, manifest
+from tests.migrate.helpers import config_for, file_hashes, manifest, widen_balance
 
 OPTIONS = SynthOptions(accounts=1_500, seed=11, anomaly_rate=0.01)
 KAZAKH = "ӘҒҚҢӨҰҮҺІәғқңөұүһі"
@@ -57,13 +57,8 @@ def _corporate_and_mixed(url: str) -> None:
     it too) and, on SQLite, an INTEGER-stored balance beside the REAL ones.
     """
     engine = create_engine(url)
-    widen = {
-        "postgresql": "ALTER TABLE accounts ALTER COLUMN balance TYPE NUMERIC(30, 10)",
-        "mysql": "ALTER TABLE accounts MODIFY balance DECIMAL(30, 10)",
-    }.get(engine.dialect.name)
     with engine.begin() as conn:
-        if widen:
-            conn.execute(sa.text(widen))
+        widen_balance(conn)
         first, second = conn.execute(
             sa.text("SELECT account_no FROM accounts ORDER BY account_no LIMIT 2")
         ).scalars()

@@ -36,6 +36,7 @@ from migrate.load.export import run_export
 from migrate.load.run import LoadResult, run_load, run_rollback
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
+from tests.kill_anywhere import fingerprints
 from tests.migrate.helpers import config_for, new_workspace
 
 OPTIONS = SynthOptions(accounts=1_500, seed=7, anomaly_rate=0.01)
@@ -67,24 +68,6 @@ def load_anywhere(config: Config, *, run_id: str, **options: Any) -> LoadResult:
 
 def _config(runs: dict[str, Any], target: str, **overrides: str) -> Any:
     return config_for(runs["root"], runs["url"], BILLMIG_TARGET_URL=target, **overrides)
-
-
-def fingerprints(url: str) -> dict[str, tuple[int, str]]:
-    """Per target table: row count and SHA-256 of its rows in primary-key order."""
-    engine = create_engine(url)
-    out = {}
-    try:
-        with engine.connect() as conn:
-            for table in TARGET_TABLES:
-                if not sa.inspect(conn).has_table(table.name):
-                    out[table.name] = (0, hashlib.sha256().hexdigest())
-                    continue
-                rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
-                digest = hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
-                out[table.name] = (len(rows), digest)
-    finally:
-        engine.dispose()
-    return out
 
 
 def _mapped_rows(runs: dict[str, Any], run: str) -> dict[str, int]:

@@ -37,7 +37,7 @@ from migrate.money.arithmetic import RoundingPolicy, prorate
 from migrate.ops.compensation import Scope, run_compensate
 from migrate.ops.delta import run_delta
 from migrate.synth import SynthOptions, run_synth
-from tests.migrate.helpers import config_for, file_hashes
+from tests.migrate.helpers import config_for, file_hashes, widen_balance
 from validate.run import run_validate
 
 BALANCES = {  # engine → (corporate balance, corporate debt), and both in tiyn
@@ -49,13 +49,8 @@ BALANCES = {  # engine → (corporate balance, corporate debt), and both in tiyn
 def _corporate(url: str, tmp_path: Path) -> tuple[dict[str, int], Decimal]:
     run_synth(url, SynthOptions(accounts=200, seed=5, anomaly_rate=0.0), tmp_path / "p.json")
     engine = create_engine(url)
-    widen = {  # the reference schema's NUMERIC(22, 10) stops at 10^12; a real one may not
-        "postgresql": "ALTER TABLE accounts ALTER COLUMN balance TYPE NUMERIC(30, 10)",
-        "mysql": "ALTER TABLE accounts MODIFY balance DECIMAL(30, 10)",
-    }.get(engine.dialect.name)
-    with engine.begin() as conn:
-        if widen:
-            conn.execute(sa.text(widen))
+    with engine.begin() as conn:  # the reference NUMERIC(22, 10) stops at 10^12; a real one may not
+        widen_balance(conn)
         first, second = conn.execute(
             sa.text(
                 "SELECT account_no FROM accounts WHERE status = 'active' "
@@ -127,11 +122,7 @@ def test_control_totals_are_exact_for_any_int64_balances(
     amounts = data.draw(st.lists(tiyn, min_size=40, max_size=40))
     with engine.begin() as conn:
         if not sqlite:
-            widen = {
-                "postgresql": "ALTER TABLE accounts ALTER COLUMN balance TYPE NUMERIC(40, 10)",
-                "mysql": "ALTER TABLE accounts MODIFY balance DECIMAL(40, 10)",
-            }[engine.dialect.name]
-            conn.execute(sa.text(widen))
+            widen_balance(conn)  # 20 integer digits: int64 tiyn is 17 in tenge
         accounts = (
             conn.execute(sa.text("SELECT account_no FROM accounts ORDER BY account_no LIMIT 40"))
             .scalars()
