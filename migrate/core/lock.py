@@ -44,12 +44,17 @@ def release_descriptor(descriptor: int) -> None:
 def forget_inherited_locks() -> None:
     """In a forked child: close the lock descriptors inherited from the parent.
 
-    The parent keeps its own; the lock then lives exactly as long as the parent process.
+    The parent keeps its own; the lock then lives exactly as long as the parent process. Runs
+    in every forked child right after the fork (``os.register_at_fork``), before anything else
+    the child does, and again as the pool workers' initializer.
     """
     for descriptor in list(_HELD):
         with contextlib.suppress(OSError):
             os.close(descriptor)
     _HELD.clear()
+
+
+os.register_at_fork(after_in_child=forget_inherited_locks)
 
 
 @contextmanager

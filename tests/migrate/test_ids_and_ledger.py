@@ -121,16 +121,15 @@ def test_a_workspace_lock_left_by_a_dead_holder_is_taken_over_with_a_line_saying
 
 
 HOLDER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from migrate.core.lock import workspace_lock
 from migrate.core.processes import worker_pool
 
 with workspace_lock(Path(sys.argv[1]), "map", "killed"), worker_pool(1) as pool:
-    worker = pool.submit(time.sleep, 60)
-    while not pool._processes:  # the worker is forked on the first submit
-        time.sleep(0.01)
-    print(next(iter(pool._processes)), flush=True)
+    worker = pool.submit(os.getpid).result()  # forked and started (its initializer ran)
+    pool.submit(time.sleep, 60)
+    print(worker, flush=True)
     time.sleep(60)
 """
 
