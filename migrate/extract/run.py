@@ -493,13 +493,13 @@ class _EntityExtractor:
             sums.append(sa.func.sum(value if only is None else sa.case((only, value))))
         return sums
 
-    def _add_sums(self, totals: _Totals, key: GroupKey, count: object, amounts: Any) -> None:
+    def _add_sums(self, totals: _Totals, key: GroupKey, count: Any, amounts: Any) -> None:
         micro = {
             name: self._source_micro(name, key, value)
             for name, value in zip(self.entity.total_amounts, amounts, strict=True)
         }
         if count:
-            totals.add(key, int(count), micro)  # type: ignore[call-overload]
+            totals.add(key, int(count), micro)
 
     def _aggregated(
         self,
@@ -589,7 +589,8 @@ class _EntityExtractor:
                 row[len(groups) + 1 + n : len(groups) + 1 + 2 * n],
                 row[-n:] if n else (),
             )
-            big = any(v is not None and float(v) >= _SQLITE_EXACT_BELOW for v in largest)
+            magnitudes = [(as_decimal(v) or Decimal(0)).copy_abs() for v in largest]
+            big = any(m >= _SQLITE_EXACT_BELOW for m in magnitudes)
             if big or any(texts):
                 return None
             self._add_sums(totals, key, count, values)
