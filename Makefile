@@ -4,12 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-slow lint lock bench clean
 
-$(STAMP): pyproject.toml
+# Installs the versions pinned in requirements.lock: the libraries that shape outputs (pyarrow,
+# pandas, duckdb, SQLAlchemy, drivers) are the same on every machine, so rehearsals compare.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install billmig with its dev tools
@@ -23,8 +25,23 @@ lint: $(STAMP)  ## ruff, mypy and the import-linter layering contracts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint  ## lint, then the test suite (database tests skip unless the servers are up)
-	$(BIN)/pytest
+test: lint  ## lint, then the suite on every core minus the slow and kill tests (see test-slow)
+	$(BIN)/pytest -n auto --dist loadfile -m "not slow and not kill"
+
+test-slow: $(STAMP)  ## the slow and kill-anywhere tests that `make test` leaves out; .ci/run runs both
+	$(BIN)/pytest -n auto --dist loadfile -m "slow or kill"
+
+LOCK_VENV = /tmp/billmig-lock-venv
+
+lock:  ## re-resolve every dependency from pyproject.toml into requirements.lock
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# Resolved versions that make demo / make test install (pip install -c requirements.lock)."; \
+	  echo "# Outputs (snapshots, mapped files, packs) are byte-identical only across machines on these."; \
+	  echo "# Regenerate with: make lock"; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^billmig'; } > requirements.lock
+	rm -rf $(LOCK_VENV)
 
 BENCH_ACCOUNTS = $(or $(ACCOUNTS),1000000)
 BENCH_WORK = /tmp/billmig-bench-$(BENCH_ACCOUNTS)

@@ -211,6 +211,10 @@ class SnapshotManifest(Artifact):
     entities: Mapping[str, SnapshotEntity]
     exceptions: ExceptionsFile
     reconciled: bool
+    libraries: Mapping[str, str] = field(default_factory=dict)
+    """Installed versions of the libraries that shape the snapshot's bytes (pyarrow, pandas,
+    SQLAlchemy, the drivers …): a rehearsal that differs can be told apart from one that ran
+    on other versions."""
 
     @property
     def cutoff_at(self) -> datetime:
@@ -339,6 +343,8 @@ class MappedManifest(Artifact):
     exceptions_by_reason: Mapping[str, int]
     coverage: Coverage
     totals: tuple[MoneyConservation, ...]
+    libraries: Mapping[str, str] = field(default_factory=dict)
+    """Installed versions of the libraries that shape the mapped files' bytes."""
 
     def output(self, name: str) -> MappedOutput | None:
         """The output file ``name`` (``product.parquet``), None when map wrote none."""

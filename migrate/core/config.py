@@ -251,13 +251,18 @@ class Config:
         return self.target.url
 
 
-def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None, *, require: bool = False
+) -> Config:
     """Read, override and validate the configuration.
 
     Args:
         path: billmig.toml to read; default ``$BILLMIG_CONFIG`` or ``./billmig.toml``. A missing
-            default file means built-in defaults; a missing explicit file is an error.
+            default file means built-in defaults (library use, tests) unless ``require``; a
+            missing explicit file is an error.
         environ: environment to read overrides and credentials from (default ``os.environ``).
+        require: refuse to run without a billmig.toml (the CLI: a folder that is no workspace
+            must not silently grow a ``runs/``).
     """
     env = os.environ if environ is None else environ
     explicit = path is not None or "BILLMIG_CONFIG" in env
@@ -272,6 +277,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError(
             f"configuration file {config_path} does not exist",
             hint="pass --config with an existing billmig.toml",
+        )
+    elif require:
+        raise ConfigError(
+            f"{config_path.parent} is not a billmig workspace (no {CONFIG_FILE})",
+            hint="create one with `billmig init DIR`, or cd into a workspace or pass --config",
         )
     _refuse_inline_credentials(raw)
     _apply_env_overrides(raw, env)

@@ -22,6 +22,39 @@ from migrate.core.errors import BillmigError, ConfigError, SourceError
 
 SQLITE, POSTGRESQL, MYSQL = "sqlite", "postgresql", "mysql"
 
+DRIVER_MODULES: dict[str, tuple[str, ...]] = {
+    POSTGRESQL: ("psycopg", "adbc_driver_postgresql"),
+    MYSQL: ("pymysql",),
+    SQLITE: ("adbc_driver_sqlite",),
+}
+"""The modules billmig drives each backend with (SQLAlchemy's dialect and the Arrow fast path)."""
+DRIVER_EXTRA = {POSTGRESQL: "postgresql", MYSQL: "mariadb"}
+"""The ``pip install 'billmig[…]'`` extra that brings a backend's drivers."""
+
+
+def missing_drivers(backend: str) -> list[str]:
+    """The driver modules of ``backend`` that are not installed."""
+    import importlib.util
+
+    return [m for m in DRIVER_MODULES.get(backend, ()) if importlib.util.find_spec(m) is None]
+
+
+def check_drivers(url: str) -> None:
+    """Refuse a URL whose drivers are not installed, naming the extra that brings them.
+
+    Raises:
+        ConfigError: e.g. a postgresql:// URL without ``billmig[postgresql]``.
+    """
+    backend = normalise_url(url).get_backend_name()
+    missing = missing_drivers(backend)
+    if missing:
+        extra = DRIVER_EXTRA.get(backend, "all")
+        raise ConfigError(
+            f"{mask_url(url)} needs the {backend} drivers, which are not installed "
+            f"({', '.join(missing)})",
+            hint=f"pip install 'billmig[{extra}]' (or billmig[all])",
+        )
+
 
 def normalise_url(url: str) -> URL:
     """The URL with this toolkit's drivers: psycopg 3 for PostgreSQL, PyMySQL for MariaDB."""
@@ -59,6 +92,7 @@ def create_engine(url: str, *, read_only: bool = False) -> Engine:
     ``mode=ro``, PostgreSQL sets ``default_transaction_read_only``, MariaDB sets the session's
     transactions READ ONLY.
     """
+    check_drivers(url)
     parsed = normalise_url(url)
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}

@@ -63,6 +63,9 @@ class LedgerEntry:
     wave: str | None = None
     label: str | None = None
     message: str | None = None
+    kind: str | None = None
+    """production, rehearsal or demo (set by extract; lines written before it existed: see
+    :func:`kind_of`)."""
 
 
 def read_ledger(runs_path: Path) -> list[LedgerEntry]:
@@ -217,6 +220,24 @@ class PhaseContext:
 
     wave: str | None = None
     label: str | None = None
+    kind: str = "production"
+
+
+KINDS = ("production", "rehearsal", "demo")
+"""What a run was for: only production runs count in the wave totals of ``billmig runs``."""
+
+
+def kind_of(entry: LedgerEntry) -> str:
+    """What the run of ``entry`` was for: production, rehearsal or demo.
+
+    Ledger lines older than the field are inferred from the label (a rehearsal) and the
+    ``demo-`` prefix that ``billmig demo`` gives its runs.
+    """
+    if entry.kind in KINDS:
+        return entry.kind
+    if entry.label:
+        return "rehearsal"
+    return "demo" if entry.run_id.startswith("demo-") else "production"
 
 
 R = TypeVar("R", bound=PhaseResult)
@@ -260,7 +281,9 @@ def run_phase(
 def _context_of(config: Config, run_id: str) -> PhaseContext:
     """The wave and label the run's extract was recorded with."""
     extract = latest(read_ledger(config.runs_path)).get(run_id, {}).get("extract")
-    return PhaseContext(extract.wave, extract.label) if extract else PhaseContext()
+    if extract is None:
+        return PhaseContext()
+    return PhaseContext(extract.wave, extract.label, kind_of(extract))
 
 
 def _entry(
@@ -276,6 +299,7 @@ def _entry(
         at=datetime.now(UTC).isoformat(timespec="seconds"),
         wave=context.wave,
         label=context.label,
+        kind=context.kind,
         **more,
     )
 

@@ -21,8 +21,14 @@ class Task(Protocol):
 class Progress(Protocol):
     """A factory of progress tasks."""
 
-    def task(self, label: str, total: int | None) -> AbstractContextManager[Task]:
-        """Context manager yielding a task for ``label`` with ``total`` rows, if known."""
+    def task(
+        self, label: str, total: int | None, unit: str = "rows"
+    ) -> AbstractContextManager[Task]:
+        """Context manager yielding a task for ``label`` with ``total`` units, if known.
+
+        ``unit`` is what is counted: rows (shown with rows/s), or steps of a stage-wise
+        phase (validate, report) whose work is not a stream of rows.
+        """
 
 
 class _NullTask:
@@ -32,8 +38,8 @@ class _NullTask:
 
 class _Silent:
     @contextmanager
-    def task(self, label: str, total: int | None) -> Iterator[Task]:
-        del label, total
+    def task(self, label: str, total: int | None, unit: str = "rows") -> Iterator[Task]:
+        del label, total, unit
         yield _NullTask()
 
 

@@ -28,3 +28,25 @@ def os_user() -> str:
 def host() -> str:
     """The machine billmig runs on."""
     return socket.gethostname()
+
+
+SHAPING_LIBRARIES = (
+    "billmig", "pyarrow", "pandas", "numpy", "duckdb", "SQLAlchemy", "psycopg", "PyMySQL",
+    "adbc-driver-postgresql", "adbc-driver-sqlite", "phonenumbers", "great_expectations",
+    "weasyprint",
+)  # fmt: skip
+"""The libraries whose version can change an output byte (Parquet encoding, CSV, type
+inference, the report): each manifest records what was installed."""
+
+
+def library_versions() -> dict[str, str]:
+    """Installed version of each library in :data:`SHAPING_LIBRARIES` ("absent" if not)."""
+    from importlib import metadata
+
+    found = {}
+    for name in SHAPING_LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found

@@ -60,7 +60,7 @@ from migrate.core.legacy_schema import (
 )
 from migrate.core.manifest import git_state, sha256_file
 from migrate.core.progress import SILENT, Progress
-from migrate.core.provenance import operator
+from migrate.core.provenance import library_versions, operator
 from migrate.core.reasons import ReasonCode
 from migrate.core.rendering import TableData
 from migrate.core.runs import PhaseFiles, RunDir, RunsFolder, SnapshotFolder
@@ -237,11 +237,13 @@ def run_extract(
     wave: str | None = None,
     run_id: str | None = None,
     label: str | None = None,
+    kind: str = "production",
     progress: Progress = SILENT,
 ) -> ExtractResult:
     """Extract the legacy database into ``runs/<run_id>/snapshot/``.
 
-    ``label`` names a rehearsal (``mock-3``) in the run ledger.
+    ``label`` names a rehearsal (``mock-3``) in the run ledger; ``kind`` says what the run is
+    for (production, rehearsal, demo): ``billmig runs`` counts only production runs in waves.
 
     Raises:
         ConfigError: no URL, no cutoff, unknown wave or a broken profile.
@@ -263,7 +265,7 @@ def run_extract(
         EXTRACT,
         name,
         lambda: _extract(config, wave=wave, run_id=name, progress=progress),
-        PhaseContext(wave=wave, label=label),
+        PhaseContext(wave=wave, label=label, kind=kind),
     )
 
 
@@ -310,6 +312,7 @@ def _extract(config: Config, *, wave: str | None, run_id: str, progress: Progres
     exceptions = _write_exceptions(staging.exceptions, exception_rows)
     SnapshotManifest(
         tool_version=__version__,
+        libraries=library_versions(),
         workspace=git_state(config.root),
         config_sha256=config.sha256,
         profile=ProfileRef(profile.name, profile.sha256),
