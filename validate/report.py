@@ -34,6 +34,7 @@ from migrate.core.config import Config
 from migrate.core.errors import EXIT_OK, InputError
 from migrate.core.ledger import rolled_back_since, run_phase
 from migrate.core.manifest import sha256_file
+from migrate.core.progress import SILENT, Progress, Task
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
 from migrate.core.runs import PackFolder, PhaseFiles, RunDir, ValidationFolder
@@ -119,7 +120,12 @@ class ReportResult:
 
 
 def run_report(
-    config: Config, *, run_id: str, unmasked: bool = False, signer: str | None = None
+    config: Config,
+    *,
+    run_id: str,
+    unmasked: bool = False,
+    signer: str | None = None,
+    progress: Progress = SILENT,
 ) -> ReportResult:
     """Build and sign the sign-off pack of a validated run.
 
@@ -135,10 +141,25 @@ def run_report(
             f"run {run_id} was rolled back at {when}: a pack of it would describe nothing",
             hint=f"load and validate it again (billmig load --run {run_id}), then report",
         )
-    return run_phase(config, REPORT, run_id, lambda: _report(config, run_id, unmasked, signer))
+    return run_phase(
+        config, REPORT, run_id, lambda: _report(config, run_id, unmasked, signer, progress)
+    )
 
 
-def _report(config: Config, run_id: str, unmasked: bool, signer: str | None) -> ReportResult:
+REPORT_STEPS = ("evidence copied", "exceptions masked", "HTML written", "PDF written", "signed")
+"""The steps of report, as its progress bar counts them (the PDF is most of the time)."""
+
+
+def _report(
+    config: Config, run_id: str, unmasked: bool, signer: str | None, progress: Progress
+) -> ReportResult:
+    with progress.task("report: steps", len(REPORT_STEPS), unit="steps") as steps:
+        return _build(config, run_id, unmasked, signer, steps)
+
+
+def _build(
+    config: Config, run_id: str, unmasked: bool, signer: str | None, steps: Task
+) -> ReportResult:
     run = RunDir.of(config, run_id)
     validation = run.validation
     if not validation.manifest.is_file():
@@ -151,16 +172,21 @@ def _report(config: Config, run_id: str, unmasked: bool, signer: str | None) -> 
             copy = out.path / source.relative_to(validation.path)
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, copy)
+    steps.advance(1)
     masker = _masker(config, run, unmasked)
     exceptions = _exceptions(run, masker)
     _write_exceptions(out.exceptions, exceptions)
+    steps.advance(1)
     who = operator()
     verdict = Verdict.read(validation.verdict)
     context = _context(config, run, verdict, exceptions, masker, who)
     html = _render(context)
     out.report_html.write_text(html, encoding="utf-8")
+    steps.advance(1)
     _pdf(html, out.report_pdf)
+    steps.advance(1)
     _, digest = write_manifest(config, run, masked=not unmasked, signing=signing)
+    steps.advance(1)
     return ReportResult(run_id, out.path, verdict.verdict, not unmasked, digest, len(exceptions))
 
 

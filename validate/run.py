@@ -26,13 +26,14 @@ import pyarrow.parquet as pq
 
 from migrate.core.artifacts import MappedManifest, SnapshotManifest
 from migrate.core.config import Config, mask_url
-from migrate.core.db import create_engine, translate_errors
+from migrate.core.db import check_drivers, create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
 from migrate.core.ledger import run_phase
 from migrate.core.manifest import sha256_file
+from migrate.core.progress import SILENT, Progress, Task
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
-from migrate.core.runs import PhaseFiles, RunDir, ValidationFolder, publish_folder
+from migrate.core.runs import MappedFolder, PhaseFiles, RunDir, ValidationFolder, publish_folder
 from validate import gx_process
 from validate.accounting import Accounting, account_rows, control_totals
 from validate.artifacts import (
@@ -48,7 +49,13 @@ from validate.artifacts import (
 from validate.expected import derive_expected, legacy_money
 from validate.findings import Finding
 from validate.reconcile import balance_distribution, reconcile
-from validate.target import copy_target, currency_totals, missing_primary_keys, orphans
+from validate.target import (
+    TARGET_ROWS,
+    copy_target,
+    currency_totals,
+    missing_primary_keys,
+    orphans,
+)
 from validate.workbench import workbench
 
 
@@ -144,7 +151,12 @@ class ValidationResult:
         }
 
 
-def run_validate(config: Config, *, run_id: str) -> ValidationResult:
+STAGES = ("target read", "expected side", "reconciliation", "totals and accounting",
+          "great expectations", "evidence written")  # fmt: skip
+"""The stages of validate, as its progress bar counts them."""
+
+
+def run_validate(config: Config, *, run_id: str, progress: Progress = SILENT) -> ValidationResult:
     """Validate run ``run_id``'s target against its snapshot.
 
     Raises:
@@ -152,10 +164,10 @@ def run_validate(config: Config, *, run_id: str) -> ValidationResult:
             inputs changed since (the run ledger).
         TargetError: the target cannot be read.
     """
-    return run_phase(config, VALIDATE, run_id, lambda: _run(config, run_id))
+    return run_phase(config, VALIDATE, run_id, lambda: _run(config, run_id, progress))
 
 
-def _run(config: Config, run_id: str) -> ValidationResult:
+def _run(config: Config, run_id: str, progress: Progress) -> ValidationResult:
     started = time.perf_counter()
     run = RunDir.of(config, run_id)
     for needed, phase in ((run.snapshot.manifest, "extract"), (run.mapped.manifest, "map")):
@@ -166,11 +178,29 @@ def _run(config: Config, run_id: str) -> ValidationResult:
     MappedManifest.read(run.mapped.manifest).check(run.mapped, run_id)
     cutoff = pd.Timestamp(snapshot.cutoff_at)
     url = config.target_url()
+    check_drivers(url)  # before the target is streamed through its Arrow driver
     suites = gx_process.Suites(url, run.snapshot)
+    mapped_rows = MappedManifest.read(run.mapped.manifest).outputs
+    target_rows = sum(
+        mapped_rows[MappedFolder.file_name(name.removeprefix("target_"))].rows or 0
+        for name in TARGET_ROWS
+    )
     try:
-        return _validate(config, run, cutoff, suites, started)
+        with (
+            progress.task("validate: target rows", target_rows) as rows,
+            progress.task("validate: stages", len(STAGES), unit="stages") as stages,
+        ):
+            return _validate(config, run, cutoff, suites, started, _Watch(rows, stages))
     finally:
         suites.stop()
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """validate's two progress bars: target rows streamed, and stages done."""
+
+    rows: Task
+    stages: Task
 
 
 def _validate(
@@ -179,6 +209,7 @@ def _validate(
     cutoff: pd.Timestamp,
     suites: gx_process.Suites,
     started: float,
+    watch: _Watch,
 ) -> ValidationResult:
     url = config.target_url()
     out = run.validation_staging  # published as validation/ when complete
@@ -188,14 +219,17 @@ def _validate(
     stages: dict[str, float] = {}
     with workbench(run.validate_work) as duck:
         with _stage(stages, "reconciliation"):
-            per_account_sides(duck, run, url, cutoff, dispositions)
+            per_account_sides(duck, run, url, cutoff, dispositions, watch)
             found = reconcile(duck, out.differences)
             legacy = legacy_money(duck)
             distribution = balance_distribution(duck)
+            watch.stages.advance(1)
         with _stage(stages, "totals and accounting"):
             checks = _target_checks(url, duck, run)
+            watch.stages.advance(1)
     with _stage(stages, "great expectations (waiting)"):
         gx_findings = suites.finish(out)
+        watch.stages.advance(1)
     totals = _money_totals(legacy, checks.currency_totals)
     criteria = (
         *_criteria(found, totals, checks.orphans),
@@ -226,6 +260,7 @@ def _validate(
         checks.accounting,
     )
     publish_folder(out.path, run.validation.path)
+    watch.stages.advance(1)
     return result
 
 
@@ -235,6 +270,7 @@ def per_account_sides(
     url: str,
     cutoff: pd.Timestamp,
     dispositions: Path,
+    watch: _Watch | None = None,
 ) -> None:
     """Tables ``expected`` (from the snapshot) and ``actual`` (from the target) in ``duck``.
 
@@ -250,11 +286,15 @@ def per_account_sides(
             )  # fmt: skip
             try:
                 with translate_errors(url, "reading the target", TargetError):
-                    copy_target(url, duck)
+                    copy_target(url, duck, watch.rows if watch else None)
+                if watch:
+                    watch.stages.advance(1)
             except BaseException:
                 wait([expected])  # the target's failure is the one to report
                 raise
             expected.result()
+            if watch:
+                watch.stages.advance(1)
     finally:
         second.close()
 

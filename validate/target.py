@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from migrate.core.db import POSTGRESQL, create_engine, libpq_uri, normalise_url
+from migrate.core.progress import Task
 from migrate.core.target_schema import METADATA, TARGET_TABLES
 from validate.workbench import store
 
@@ -52,16 +53,32 @@ TARGET_ROWS: dict[str, sa.Select[Any]] = {
 BATCH_ROWS = 100_000
 
 
-def copy_target(url: str, duck: duckdb.DuckDBPyConnection) -> None:
-    """Stream :data:`TARGET_ROWS` into the workbench and build table ``actual``."""
+def copy_target(url: str, duck: duckdb.DuckDBPyConnection, task: Task | None = None) -> None:
+    """Stream :data:`TARGET_ROWS` into the workbench and build table ``actual``.
+
+    ``task`` is advanced by the rows of each batch as it arrives.
+    """
     if normalise_url(url).get_backend_name() == POSTGRESQL:
-        _copy_with_adbc(url, duck)
+        _copy_with_adbc(url, duck, task)
     else:
-        _copy_with_sqlalchemy(url, duck)
+        _copy_with_sqlalchemy(url, duck, task)
     duck.execute(_ACTUAL)
 
 
-def _copy_with_adbc(url: str, duck: duckdb.DuckDBPyConnection) -> None:
+def _counted(reader: pa.RecordBatchReader, task: Task | None) -> pa.RecordBatchReader:
+    """``reader`` as it is, or one that advances ``task`` by each batch's rows."""
+    if task is None:
+        return reader
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            task.advance(batch.num_rows)
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def _copy_with_adbc(url: str, duck: duckdb.DuckDBPyConnection, task: Task | None) -> None:
     import adbc_driver_postgresql.dbapi as adbc_pg
 
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -73,13 +90,13 @@ def _copy_with_adbc(url: str, duck: duckdb.DuckDBPyConnection) -> None:
             for name, query in TARGET_ROWS.items():
                 sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
                 cursor.execute(sql)
-                store(duck, name, cursor.fetch_record_batch())
+                store(duck, name, _counted(cursor.fetch_record_batch(), task))
         finally:
             cursor.close()
         conn.rollback()
 
 
-def _copy_with_sqlalchemy(url: str, duck: duckdb.DuckDBPyConnection) -> None:
+def _copy_with_sqlalchemy(url: str, duck: duckdb.DuckDBPyConnection, task: Task | None) -> None:
     engine = create_engine(url, read_only=True)
     try:
         with engine.connect() as conn, conn.begin():
@@ -87,7 +104,8 @@ def _copy_with_sqlalchemy(url: str, duck: duckdb.DuckDBPyConnection) -> None:
                 schema = _arrow_schema(query)
                 result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS)
                 batches = _batches(result.execute(query), schema)
-                store(duck, name, pa.RecordBatchReader.from_batches(schema, batches))
+                reader = pa.RecordBatchReader.from_batches(schema, batches)
+                store(duck, name, _counted(reader, task))
     finally:
         engine.dispose()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,7 @@ from migrate.core.db import create_engine, translate_errors
 from migrate.core.errors import EXIT_OK, InputError, TargetError
 from migrate.core.ledger import rolled_back_since, run_phase
 from migrate.core.manifest import sha256_file
-from migrate.core.progress import SILENT, Progress
+from migrate.core.progress import SILENT, Progress, Task
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
 from migrate.core.runs import MappedFolder, PhaseFiles, RunDir
@@ -397,22 +398,39 @@ def _load_tables(
     """Every table of the run.
 
     Two tables at a time while the target has no references yet (PostgreSQL's first load),
-    else one after another in dependency order.
+    else one after another in dependency order. Batches are written by worker threads, never
+    the main one: Ctrl-C then reaches billmig, not a database driver in the middle of a batch
+    (ADBC's own SIGINT handler turns it into a driver error such as ``NOT_IMPLEMENTED``). The
+    workers finish the batch they are writing, commit it with its journal row and stop; the
+    load ends ``interrupted`` and resumes at the next batch.
     """
+    stop = threading.Event()
 
     def load(table: sa.Table) -> TableLoad:
         with (
             translate_errors(url, "opening the target", TargetError),
             open_writer(url, engine) as writer,
         ):
-            return _load_table(engine, url, run_id, mapped, claim, table, writer, progress)
+            return _load_table(engine, url, run_id, mapped, claim, table, writer, progress, stop)
 
-    if not _has_references(engine):
-        largest_first = sorted(TARGET_TABLES, key=lambda t: -mapped.rows(t.name))
-        with ThreadPoolExecutor(LOAD_STREAMS) as pool:
-            loaded = {result.name: result for result in pool.map(load, largest_first)}
-        return tuple(loaded[t.name] for t in TARGET_TABLES)
-    return tuple(load(table) for table in TARGET_TABLES)
+    parallel = not _has_references(engine)
+    order = sorted(TARGET_TABLES, key=lambda t: -mapped.rows(t.name)) if parallel else TARGET_TABLES
+    pool = ThreadPoolExecutor(LOAD_STREAMS if parallel else 1, thread_name_prefix="load")
+    try:
+        if parallel:
+            loaded = {result.name: result for result in pool.map(load, order)}
+        else:
+            loaded = {t.name: pool.submit(load, t).result() for t in order}
+    except KeyboardInterrupt:
+        stop.set()  # each worker commits the batch it is writing, then stops
+        raise
+    finally:  # a refused batch: the other stream still finishes its table, as before
+        pool.shutdown(wait=True, cancel_futures=stop.is_set())
+    return tuple(loaded[t.name] for t in TARGET_TABLES)
+
+
+class _Stopped(Exception):
+    """A worker saw the stop flag between two batches (the main thread got Ctrl-C)."""
 
 
 def _has_references(engine: sa.Engine) -> bool:
@@ -432,12 +450,15 @@ def _load_table(
     table: sa.Table,
     writer: BatchWriter,
     progress: Progress,
+    stop: threading.Event,
 ) -> TableLoad:
     started = time.perf_counter()
     total = mapped.rows(table.name)
     inserted = batches = skipped = 0
     with progress.task(f"load {table.name}", total) as task:
         for number, rows in enumerate(mapped.batches(table.name, claim.batch_rows)):
+            if stop.is_set():
+                raise _Stopped(table.name)
             batches += 1
             task.advance(rows.num_rows)
             if (table.name, number) in claim.committed:
@@ -549,6 +570,8 @@ class RollbackResult:
     outcome: str
     table_rollbacks: tuple[TableRollback, ...]
     seconds: float
+    dry_run: bool = False
+    """Counted inside a transaction that was rolled back: nothing was deleted."""
 
     @property
     def exit_code(self) -> int:
@@ -563,11 +586,19 @@ class RollbackResult:
     def tables(self) -> list[TableData]:
         """Counts before and after, for the terminal."""
         others = ", ".join(self.dependent_runs)
-        also = f"; also removed, as they refer to its accounts: rows of {others}" if others else ""
+        removed = "would also go" if self.dry_run else "also removed"
+        also = f"; {removed}, as they refer to its accounts: rows of {others}" if others else ""
+        done = (
+            f"{self.outcome}: counted in a transaction that was rolled back, nothing deleted"
+            if self.dry_run
+            else f"{self.outcome} in one transaction"
+        )
+        deleted = "to delete #" if self.dry_run else "deleted #"
         return [
             TableData(
-                title=f"rollback {self.run_id} from {self.target}",
-                headers=("table", "rows before #", "deleted #", "of other runs #", "rows after #"),
+                title=f"rollback {self.run_id} from {self.target}"
+                + (" — what it would delete" if self.dry_run else ""),
+                headers=("table", "rows before #", deleted, "of other runs #", "rows after #"),
                 rows=[
                     (
                         t.name,
@@ -578,7 +609,7 @@ class RollbackResult:
                     )
                     for t in self.table_rollbacks
                 ],
-                footer=f"{self.outcome} in one transaction; {self.seconds:.1f} s{also}",
+                footer=f"{done}; {self.seconds:.1f} s{also}",
             )
         ]
 
@@ -588,13 +619,16 @@ class RollbackResult:
             "run_id": self.run_id,
             "target": self.target,
             "outcome": self.outcome,
+            "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
             "dependent_runs": list(self.dependent_runs),
             "tables": [asdict(t) for t in self.table_rollbacks],
         }
 
 
-def run_rollback(config: Config, *, run_id: str, force: bool = False) -> RollbackResult:
+def run_rollback(
+    config: Config, *, run_id: str, force: bool = False, progress: Progress = SILENT
+) -> RollbackResult:
     """Remove ``run_id``'s rows, and the rows other runs wrote about them, in one transaction.
 
     Children go before parents; rows of a compensation (or any other run) that refer to the
@@ -606,10 +640,42 @@ def run_rollback(config: Config, *, run_id: str, force: bool = False) -> Rollbac
         InputError: the run was cut over (without ``force``), was never loaded here, or the
             workspace or the target is busy.
     """
-    return run_phase(config, ROLLBACK, run_id, lambda: _rollback(config, run_id, force))
+    return run_phase(config, ROLLBACK, run_id, lambda: _rollback(config, run_id, force, progress))
 
 
-def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:
+def plan_rollback(config: Config, *, run_id: str, force: bool = False) -> RollbackResult:
+    """What ``rollback`` would delete, counted exactly.
+
+    The same deletes run in one transaction that is rolled back at the end: nothing in the
+    target, the ledger or the run folder changes.
+
+    Raises:
+        InputError: as :func:`run_rollback` (cut over without ``force``, never loaded here).
+    """
+    started = time.perf_counter()
+    url = config.target_url()
+    engine = create_engine(url)
+    try:
+        with (
+            translate_errors(url, "counting what a rollback deletes", TargetError),
+            engine.connect() as conn,
+        ):
+            transaction = conn.begin()
+            try:
+                outcome = _rollback_status(conn, run_id, force)
+                tables = tuple(
+                    _rollback_table(conn, table, run_id) for table in reversed(TARGET_TABLES)
+                )
+            finally:
+                transaction.rollback()
+    finally:
+        engine.dispose()
+    outcome = "would roll back" if outcome == "rolled back" else outcome
+    seconds = time.perf_counter() - started
+    return RollbackResult(run_id, mask_url(url), outcome, tables, seconds, dry_run=True)
+
+
+def _rollback(config: Config, run_id: str, force: bool, progress: Progress) -> RollbackResult:
     started = time.perf_counter()
     url = config.target_url()
     engine = create_engine(url)
@@ -619,9 +685,13 @@ def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:
             translate_errors(url, "rolling back", TargetError),
         ):
             outcome = _mark_rolling_back(engine, run_id, force)
-            with engine.begin() as conn:  # all or nothing
+            with (
+                engine.begin() as conn,  # all or nothing
+                progress.task("rollback: tables", len(TARGET_TABLES), unit="tables") as task,
+            ):
                 tables = tuple(
-                    _rollback_table(conn, table, run_id) for table in reversed(TARGET_TABLES)
+                    _counted(task, _rollback_table(conn, table, run_id))
+                    for table in reversed(TARGET_TABLES)
                 )
                 conn.execute(sa.delete(LOAD_JOURNAL).where(LOAD_JOURNAL.c.run_id == run_id))
                 conn.execute(
@@ -633,6 +703,11 @@ def _rollback(config: Config, run_id: str, force: bool) -> RollbackResult:
         engine.dispose()
     _set_aside_delta(RunDir.of(config, run_id))
     return RollbackResult(run_id, mask_url(url), outcome, tables, time.perf_counter() - started)
+
+
+def _counted(task: Task, done: TableRollback) -> TableRollback:
+    task.advance(1)
+    return done
 
 
 def _set_aside_delta(run: RunDir) -> None:
@@ -652,25 +727,37 @@ def _set_aside_delta(run: RunDir) -> None:
 
 def _mark_rolling_back(engine: sa.Engine, run_id: str, force: bool) -> str:
     with engine.begin() as conn:
+        outcome = _rollback_status(conn, run_id, force)
+        if outcome == "rolled back":
+            conn.execute(
+                sa.update(LOAD_RUN).where(LOAD_RUN.c.run_id == run_id).values(status="rolling_back")
+            )
+        return outcome
+
+
+def _rollback_status(conn: sa.Connection, run_id: str, force: bool) -> str:
+    """``rolled back`` when the run may be rolled back now, else ``already rolled back``.
+
+    Raises:
+        InputError: cut over (without ``force``) or never loaded into this target.
+    """
+    if not sa.inspect(conn).has_table(LOAD_RUN.name):
+        status = None
+    else:
         status = conn.execute(
             sa.select(LOAD_RUN.c.status).where(LOAD_RUN.c.run_id == run_id)
         ).scalar_one_or_none()
-        if status == "cut_over" and not force:
-            raise InputError(
-                f"run {run_id} was cut over: the new platform is live on it",
-                hint="a rollback now loses live changes; if it is decided, add --force",
-            )
-        if status is None:
-            raise InputError(
-                f"run {run_id} was never loaded into this target ({mask_url(str(engine.url))})",
-                hint="check the run id and BILLMIG_TARGET_URL; billmig runs lists the loaded runs",
-            )
-        if status == "rolled_back":
-            return "already rolled back"
-        conn.execute(
-            sa.update(LOAD_RUN).where(LOAD_RUN.c.run_id == run_id).values(status="rolling_back")
+    if status == "cut_over" and not force:
+        raise InputError(
+            f"run {run_id} was cut over: the new platform is live on it",
+            hint="a rollback now loses live changes; if it is decided, add --force",
         )
-        return "rolled back"
+    if status is None:
+        raise InputError(
+            f"run {run_id} was never loaded into this target ({mask_url(str(conn.engine.url))})",
+            hint="check the run id and BILLMIG_TARGET_URL; billmig runs lists the loaded runs",
+        )
+    return "already rolled back" if status == "rolled_back" else "rolled back"
 
 
 def _rollback_table(conn: sa.Connection, table: sa.Table, run_id: str) -> TableRollback:

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +54,7 @@ from migrate.core.manifest import git_state, sha256_file
 from migrate.core.numbering import NumberingPlan
 from migrate.core.processes import worker_pool
 from migrate.core.progress import SILENT, Progress
-from migrate.core.provenance import operator
+from migrate.core.provenance import library_versions, operator
 from migrate.core.reasons import ReasonCode, Severity
 from migrate.core.rendering import TableData
 from migrate.core.runs import MappedFolder, PhaseFiles, RunDir
@@ -643,7 +643,12 @@ class _MapJob:
             {entity: paths[p] for entity, paths in parts.items()} for p in range(self.partitions)
         ]
         with progress.task("map accounts", self.snapshot.rows("accounts")) as task:
-            for result in self._parallel(_map_partition, tasks, (context, self.run_id)):
+
+            def finished(result: dict[str, Any]) -> None:
+                task.advance(int(result["accounts"]))
+
+            shared = (context, self.run_id)
+            for result in self._parallel(_map_partition, tasks, shared, on_done=finished):
                 for name in TARGET_SCHEMAS:
                     if name in result:
                         outputs.write(name, result[name])
@@ -653,18 +658,41 @@ class _MapJob:
                     self.forecast_path, mode="a", header=False, index=False, lineterminator="\n"
                 )
                 self.totals.append(result["totals"])
-                task.advance(int(result["accounts"]))
 
     def _parallel(
-        self, function: Callable[[Any, Any], Any], tasks: list[Any], shared: Any
+        self,
+        function: Callable[[Any, Any], Any],
+        tasks: list[Any],
+        shared: Any,
+        on_done: Callable[[Any], None] | None = None,
     ) -> Iterator[Any]:
-        """``function(task, shared)`` for each task, in task order, on ``workers`` processes."""
+        """``function(task, shared)`` for each task, in task order, on ``workers`` processes.
+
+        ``on_done`` sees each result as soon as its worker finishes it, in whatever order they
+        finish (a progress bar moves then, not when the results' turn to be written comes).
+        """
         if self.pool is None or len(tasks) == 1:
             for item in tasks:
-                yield function(item, shared)
+                result = function(item, shared)
+                if on_done is not None:
+                    on_done(result)
+                yield result
             return
         assert self.pool is not None, "run() starts the worker pool"
-        yield from self.pool.map(function, tasks, [shared] * len(tasks))
+        futures = [self.pool.submit(function, item, shared) for item in tasks]
+        if on_done is not None:
+            for future in futures:
+                future.add_done_callback(functools.partial(_report_done, on_done))
+        futures.reverse()  # popped as yielded: a written result is not kept
+        try:
+            while futures:
+                yield futures.pop().result()
+        finally:
+            for future in futures:
+                future.cancel()
+        # Arrow keeps freed buffers for reuse; hand them back between stages so the
+        # parent's footprint stays that of one partition's results.
+        pa.default_memory_pool().release_unused()
         # Arrow keeps freed buffers for reuse; hand them back between stages so the
         # parent's footprint stays that of one partition's results.
         pa.default_memory_pool().release_unused()
@@ -772,6 +800,12 @@ def _link_partition(
     )
 
 
+def _report_done(on_done: Callable[[Any], None], future: Future[Any]) -> None:
+    """Hand a finished worker's result to ``on_done`` (a failure is raised in task order)."""
+    if not future.cancelled() and future.exception() is None:
+        on_done(future.result())
+
+
 def _map_partition(paths: dict[str, Path], shared: tuple[BucketContext, str]) -> dict[str, Any]:
     """Stage 3 worker: one account partition, target tables already in their Arrow form."""
     context, run_id = shared
@@ -798,6 +832,7 @@ def _write_manifest(job: _MapJob, summary: dict[str, Any]) -> str:
     path = job.out.manifest
     MappedManifest(
         tool_version=__version__,
+        libraries=library_versions(),
         workspace=git_state(job.config.root),
         config_sha256=job.config.sha256,
         snapshot_manifest_sha256=job.snapshot.manifest_sha256,

@@ -121,12 +121,14 @@ def run_demo(config: Config, *, accounts: int = 20_000, progress: Progress = SIL
         target=replace(config.target, url=f"sqlite:///{target_db}"),
         signoff=replace(config.signoff, signers=demo_registry(config, demo.path / "signers")),
     )
-    extract = run_extract(demo_config, run_id=f"demo-{new_run_id()}", progress=progress)
+    extract = run_extract(
+        demo_config, run_id=f"demo-{new_run_id()}", kind="demo", progress=progress
+    )
     run_id = extract.run_id
     mapped = run_map(demo_config, run_id=run_id, progress=progress)
     loaded = run_load(demo_config, run_id=run_id, progress=progress)
-    validation = run_validate(demo_config, run_id=run_id)
-    report = run_report(demo_config, run_id=run_id, signer=DEMO_SIGNER)
+    validation = run_validate(demo_config, run_id=run_id, progress=progress)
+    report = run_report(demo_config, run_id=run_id, signer=DEMO_SIGNER, progress=progress)
     return DemoResult(
         legacy_db, target_db, synth, extract, mapped, loaded, validation, report, demo_config
     )

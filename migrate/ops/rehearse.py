@@ -231,11 +231,13 @@ def run_rehearsal(
     previous = _previous_rehearsal(config)
     rolled_back = tuple(r.run_id for r in _free_target(rehearsal))
     run_id = f"{label}-{new_run_id()}"
-    run_extract(rehearsal, wave=wave, run_id=run_id, label=label, progress=progress)
+    run_extract(
+        rehearsal, wave=wave, run_id=run_id, label=label, kind="rehearsal", progress=progress
+    )
     run_map(rehearsal, run_id=run_id, progress=progress)
     run_load(rehearsal, run_id=run_id, progress=progress)
-    verdict = run_validate(rehearsal, run_id=run_id)
-    run_report(rehearsal, run_id=run_id)
+    verdict = run_validate(rehearsal, run_id=run_id, progress=progress)
+    run_report(rehearsal, run_id=run_id, progress=progress)
     done = latest(read_ledger(config.runs_path))[run_id]
     phases = tuple((p, done[p].seconds or 0.0, done[p].rows) for p in TIMED if p in done)
     comparison = compare_runs(config, previous, run_id) if previous else None

@@ -78,7 +78,7 @@ def test_phases_refuse_to_run_out_of_order(workspace: dict[str, Any]) -> None:
     run_map(config, run_id="early")
     with pytest.raises(InputError, match=r"validate first.*billmig validate --run early"):
         run_report(config, run_id="early")
-    states = {r[0]: r[3] for r in runs_overview(config).runs}
+    states = {r.run_id: r.phases for r in runs_overview(config).runs}
     assert states["early"] == {"extract": "ok", "map": "ok"}
 
 
@@ -139,6 +139,7 @@ def rehearsals(workspace: dict[str, Any]) -> dict[str, Any]:
     return {"config": config, "first": first, "second": second, "third": third}
 
 
+@pytest.mark.slow
 def test_two_rehearsals_on_unchanged_inputs_do_not_drift(rehearsals: dict[str, Any]) -> None:
     first, second = rehearsals["first"], rehearsals["second"]
     assert first.comparison is None and second.comparison is not None
@@ -152,6 +153,7 @@ def test_two_rehearsals_on_unchanged_inputs_do_not_drift(rehearsals: dict[str, A
     assert "against a 120 h window" in compared.forecast.sentence()
 
 
+@pytest.mark.slow
 def test_after_a_tariff_edit_compare_shows_exactly_the_drift(
     rehearsals: dict[str, Any], workspace: dict[str, Any]
 ) -> None:
@@ -189,6 +191,7 @@ def _dispose_blocking(config: Config, run_id: str) -> None:
     path.write_text(path.read_text(encoding="utf-8") + "\n".join(lines) + "\n", encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_cutover_gate(rehearsals: dict[str, Any]) -> None:
     config = rehearsals["config"]
     undecided = run_cutover(config, run_id=rehearsals["third"].run_id)
@@ -214,7 +217,7 @@ def test_the_cutover_gate(rehearsals: dict[str, Any]) -> None:
     go = run_cutover(config, run_id=run_id)
     assert go.go and go.exit_code == 0, go.checks
     assert (config.runs_path / run_id / "cutover-run.json").is_file()
-    assert runs_overview(config).runs[-1][3]["cutover"] == "ok"
+    assert runs_overview(config).runs[-1].phases["cutover"] == "ok"
     with pytest.raises(InputError, match="was cut over"):
         run_rollback(config, run_id=run_id)
     assert run_rollback(config, run_id=run_id, force=True).outcome

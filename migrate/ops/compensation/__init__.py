@@ -38,6 +38,7 @@ from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, SourceE
 from migrate.core.ledger import run_phase
 from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.manifest import write_json
+from migrate.core.progress import SILENT, Progress
 from migrate.core.rendering import TableData
 from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
 from migrate.core.target_lock import target_lock, workspace_of
@@ -182,6 +183,7 @@ def run_compensate(
     end: date,
     scope: Scope = Scope(),
     signer: str | None = None,
+    progress: Progress = SILENT,
 ) -> CompensationResult:
     """Compute an incident's credits, apply them once, and write the signed pack.
 
@@ -203,7 +205,7 @@ def run_compensate(
         config,
         COMPENSATE,
         out.run_id,
-        lambda: _compensate(config, out, rule_file, signing, incident, start, end, scope),
+        lambda: _compensate(config, out, rule_file, signing, incident, start, end, scope, progress),
     )
 
 
@@ -216,16 +218,25 @@ COMPENSATE = PhaseFiles(
 its run id is ``compensation-<incident>``."""
 
 
+COMPENSATE_STEPS = ("subscribers read", "credits computed", "credits applied", "pack signed")
+"""The steps of compensate, as its progress bar counts them."""
+
+
 def _compensate(
     config: Config, out: RunDir, rule_file: RuleFile, signing: SigningKey, incident: str,
-    start: date, end: date, scope: Scope,
+    start: date, end: date, scope: Scope, progress: Progress,
 ) -> CompensationResult:  # fmt: skip
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     url = config.target_url()
-    subscribers = _subscribers(config, url, scope, rule_file.languages[0])
-    credits, gaps = _credits(config, rule_file, incident, subscribers, days)
-    applied, already = (0, 0) if gaps else _apply(config, url, incident, credits)
-    digest = _write_pack(config, out, signing, rule_file, credits, gaps, start, end, scope)
+    with progress.task("compensate: steps", len(COMPENSATE_STEPS), unit="steps") as steps:
+        subscribers = _subscribers(config, url, scope, rule_file.languages[0])
+        steps.advance(1)
+        credits, gaps = _credits(config, rule_file, incident, subscribers, days)
+        steps.advance(1)
+        applied, already = (0, 0) if gaps else _apply(config, url, incident, credits)
+        steps.advance(1)
+        digest = _write_pack(config, out, signing, rule_file, credits, gaps, start, end, scope)
+        steps.advance(1)
     return CompensationResult(
         incident, rule_file.title, out.path, tuple(credits), tuple(gaps), applied, already, digest
     )
