@@ -97,7 +97,7 @@ PHASES = (
             "2016-07-02",
         ),
     ),
-    Phase("rollback", ("rollback", "--run", RUN)),
+    Phase("rollback", ("rollback", "--run", RUN, "--yes")),
 )
 
 
@@ -297,7 +297,7 @@ def _kill_phase(
                 scratch += 1
                 args = ("extract", "--run", f"{RUN}-scratch-{scratch}")
             for again in RESET.get(phase.name, ()):  # give the phase its whole work again
-                victim.run((again, "--run", RUN))
+                victim.run((again, "--run", RUN, *(("--yes",) if again == "rollback" else ())))
             continue
         process.send_signal(signal.SIGKILL)
         process.wait()

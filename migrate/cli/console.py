@@ -25,9 +25,11 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.progress import Task as RichTask
+from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
 
+from migrate.core.errors import InputError
 from migrate.core.progress import SILENT, Progress, Task
 from migrate.core.rendering import TableData
 
@@ -44,9 +46,12 @@ class Renderable(Protocol):
 
 class _RowsPerSecond(ProgressColumn):
     def render(self, task: RichTask) -> Text:
+        unit = task.fields.get("unit", "rows")
         speed = task.finished_speed or task.speed
         if not speed and task.elapsed:  # finished between two refreshes
             speed = task.completed / task.elapsed
+        if unit != "rows":
+            return Text(unit, style="cyan")  # steps of a stage-wise phase: no rate to show
         return Text(f"{speed:,.0f} rows/s" if speed else "— rows/s", style="cyan")
 
 
@@ -64,7 +69,7 @@ class _RichProgress:
         self._console = console
 
     @contextmanager
-    def task(self, label: str, total: int | None) -> Iterator[Task]:
+    def task(self, label: str, total: int | None, unit: str = "rows") -> Iterator[Task]:
         columns = (
             TextColumn("{task.description:<24}"),
             BarColumn(),
@@ -74,7 +79,7 @@ class _RichProgress:
             TimeRemainingColumn(),
         )
         with RichProgress(*columns, console=self._console, transient=False) as progress:
-            task_id = progress.add_task(label, total=total)
+            task_id = progress.add_task(label, total=total, unit=unit)
             yield _RichTask(progress, task_id)
 
 
@@ -84,8 +89,8 @@ class Console:
     def __init__(self, *, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
-        self.out = RichConsole(highlight=False, soft_wrap=True)
-        self.err = RichConsole(stderr=True, highlight=False, soft_wrap=True)
+        self.out = _console(stderr=False)
+        self.err = _console(stderr=True)
 
     def progress(self) -> Progress:
         """Progress bars on an interactive terminal, silence everywhere else."""
@@ -117,6 +122,23 @@ class Console:
                 table.add_row(*(Text(_cell(v)) for v in row))
             self.out.print(table)
 
+    def write(self, text: str) -> None:
+        """Data as it is (CSV) on stdout: no table, no markup, no wrapping."""
+        sys.stdout.write(text)
+
+    def confirm(self, question: str) -> bool:
+        """Ask on the terminal; refused where nobody can answer (a script, --json, CI).
+
+        Raises:
+            InputError: stdin is not a terminal, or --json / --quiet is set.
+        """
+        if self.json_mode or self.quiet or not sys.stdin.isatty() or os.environ.get("CI"):
+            raise InputError(
+                "this deletes rows and nobody can answer the question here",
+                hint="add --yes to go ahead, or --dry-run to only show what it would do",
+            )
+        return Confirm.ask(Text(question), console=self.err, default=False)
+
     def error(self, message: str) -> None:
         """One line on stderr saying what is wrong and what to do next."""
         self.err.print(Text("error: ", style="bold red") + Text(message))
@@ -144,6 +166,21 @@ class _WarningLine(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._err.print(Text("warning: ", style="bold yellow") + Text(record.getMessage()))
+
+
+PLAIN_WIDTH = 10_000
+"""Width of output that is not a terminal (CI, tee, a log): wide enough that no path, hash,
+timestamp or header is ever wrapped or cut; tables stay as wide as their content."""
+
+
+def _console(*, stderr: bool) -> RichConsole:
+    """A rich console: the terminal's width on a terminal, no wrapping anywhere else."""
+    console = RichConsole(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = RichConsole(
+            stderr=stderr, highlight=False, soft_wrap=True, width=PLAIN_WIDTH, color_system=None
+        )
+    return console
 
 
 def _cell(value: object) -> str:

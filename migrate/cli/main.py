@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 import click
 
 from migrate.cli.console import Console
-from migrate.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BillmigError
+from migrate.core.errors import (
+    EXIT_CHECKS_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BillmigError,
+)
 
 if TYPE_CHECKING:
     from migrate.core.config import Config
@@ -30,13 +36,36 @@ class _State:
     debug: bool
 
     def config(self) -> Config:
-        """The workspace configuration."""
+        """The workspace configuration (refused outside a workspace)."""
         from migrate.core.config import load_config
 
-        return load_config(self.config_path)
+        return load_config(self.config_path, require=True)
 
 
 pass_state = click.make_pass_decorator(_State)
+
+
+class _RunRef(click.ParamType):  # type: ignore[type-arg]
+    """A run id, a rehearsal label or a unique prefix, resolved against the run ledger."""
+
+    name = "RUN"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        from migrate.core.run_refs import resolve_run
+
+        state = ctx.find_object(_State) if ctx else None
+        if state is None:  # pragma: no cover - every command runs under the group
+            return str(value)
+        resolved = resolve_run(state.config(), str(value))
+        if resolved != value:
+            state.console.note(f"run {value} is {resolved}")
+        return resolved
+
+
+RUN = _RunRef()
+"""Type of every option or argument naming an existing run."""
 
 
 def _renamed(new: str) -> Callable[[click.Context, click.Parameter, object], None]:
@@ -81,8 +110,14 @@ def cli(
     help="Database to create the synthetic legacy tables in. Deliberately never taken from "
     "BILLMIG_SOURCE_URL: with --replace it drops tables.",
 )
-@click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--accounts",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="How many subscriber accounts to generate.",
+)
+@click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same database.")
 @click.option(
     "--anomaly-rate",
     type=click.FloatRange(0, 0.04),
@@ -119,8 +154,8 @@ def synth(
     from migrate.core.runs import RunsFolder
     from migrate.synth import SynthOptions, run_synth
 
-    config = state.config()
-    manifest_path = manifest_path or RunsFolder.of(config).synth_manifest
+    if manifest_path is None:
+        manifest_path = RunsFolder.of(state.config()).synth_manifest
     options = SynthOptions(
         accounts=accounts, seed=seed, anomaly_rate=anomaly_rate, window_activity=window_activity
     )
@@ -150,7 +185,9 @@ def extract(state: _State, wave: str | None, run_id: str | None) -> int:
 
 
 @cli.command(name="map")
-@click.option("--run", "run_id", required=True, help="Run whose snapshot to map (from extract).")
+@click.option(
+    "--run", "run_id", type=RUN, required=True, help="Run whose snapshot to map (from extract)."
+)
 @pass_state
 def map_command(state: _State, run_id: str) -> int:
     """Map runs/<run>/snapshot into the new model under runs/<run>/mapped/."""
@@ -162,7 +199,7 @@ def map_command(state: _State, run_id: str) -> int:
 
 
 @cli.command()
-@click.option("--run", "run_id", required=True, help="Run whose mapped output to load.")
+@click.option("--run", "run_id", type=RUN, required=True, help="Run whose mapped output to load.")
 @click.option(
     "--export",
     "export_dir",
@@ -210,19 +247,23 @@ def load(
 
 
 @cli.command()
-@click.option("--run", "run_id", required=True, help="Run whose loaded target to validate.")
+@click.option(
+    "--run", "run_id", type=RUN, required=True, help="Run whose loaded target to validate."
+)
 @pass_state
 def validate(state: _State, run_id: str) -> int:
     """Reconcile the target with the snapshot; verdict in runs/<run>/validation/ (exit 1: FAIL)."""
     from validate.run import run_validate
 
-    result = run_validate(state.config(), run_id=run_id)
+    result = run_validate(state.config(), run_id=run_id, progress=state.console.progress())
     state.console.render(result)
     return result.exit_code
 
 
 @cli.command()
-@click.option("--run", "run_id", required=True, help="Validated run to build the pack of.")
+@click.option(
+    "--run", "run_id", type=RUN, required=True, help="Validated run to build the pack of."
+)
 @click.option(
     "--unmasked",
     is_flag=True,
@@ -238,16 +279,26 @@ def report(state: _State, run_id: str, unmasked: bool, signer: str | None) -> in
     """Write and sign the sign-off pack runs/<run>/signoff/: report, evidence, manifest."""
     from validate.report import run_report
 
-    result = run_report(state.config(), run_id=run_id, unmasked=unmasked, signer=signer)
+    result = run_report(
+        state.config(), run_id=run_id, unmasked=unmasked, signer=signer,
+        progress=state.console.progress(),
+    )  # fmt: skip
     state.console.render(result)
     return result.exit_code
 
 
 @cli.command()
-@click.option("--run", "run_id", required=True, help="Run whose sign-off pack is decided on.")
+@click.option(
+    "--run", "run_id", type=RUN, required=True, help="Run whose sign-off pack is decided on."
+)
 @click.option("--role", required=True, help="One of [signoff] roles in billmig.toml.")
 @click.option("--name", required=True, help="Full name of the person deciding.")
-@click.option("--decision", required=True, type=click.Choice(["approve", "reject"]))
+@click.option(
+    "--decision",
+    required=True,
+    type=click.Choice(["approve", "reject"]),
+    help="What this signer decides about the pack.",
+)
 @click.option("--comment", default="", help="Why, or under which condition (a reject needs one).")
 @click.option(
     "--signer",
@@ -286,9 +337,13 @@ def signoff(
 @pass_state
 def verify(state: _State, run: str, pack_only: bool) -> int:
     """Check every hash and signature of a pack (RUN: a run id or a folder holding signoff/)."""
+    from migrate.core.run_refs import resolve_run
+    from migrate.core.runs import RunDir
     from validate.pack import locate_pack, verify_run
 
     config = state.config()
+    if not Path(run).is_dir() and not RunDir.of(config, run).path.is_dir():
+        run = resolve_run(config, run)  # a folder, or a run folder of this workspace, as it is
     result = verify_run(config, locate_pack(config, run), pack_only=pack_only)
     state.console.render(result)
     return result.exit_code
@@ -321,8 +376,8 @@ def rehearse(state: _State, label: str, wave: str | None) -> int:
 
 
 @cli.command()
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("run_a", type=RUN)
+@click.argument("run_b", type=RUN)
 @pass_state
 def compare(state: _State, run_a: str, run_b: str) -> int:
     """Drift, exceptions, output equality, timings and window forecast of two runs."""
@@ -334,7 +389,7 @@ def compare(state: _State, run_a: str, run_b: str) -> int:
 
 
 @cli.command()
-@click.option("--run", "run_id", required=True, help="Run to take live.")
+@click.option("--run", "run_id", type=RUN, required=True, help="Run to take live.")
 @pass_state
 def cutover(state: _State, run_id: str) -> int:
     """The go/no-go gate: every criterion with its evidence; records the cutover on GO."""
@@ -346,7 +401,7 @@ def cutover(state: _State, run_id: str) -> int:
 
 
 @cli.command()
-@click.option("--run", "run_id", required=True, help="Loaded run whose delta to replay.")
+@click.option("--run", "run_id", type=RUN, required=True, help="Loaded run whose delta to replay.")
 @pass_state
 def delta(state: _State, run_id: str) -> int:
     """Replay post-snapshot charges and payments onto the target, once (runs/<run>/delta.json)."""
@@ -363,9 +418,23 @@ def window() -> None:
 
 
 @window.command(name="open")
-@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
-@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]))
-@click.option("--run", "run_id", default=None, help="Mapped run whose top-up forecast to notify.")
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First day of the restricted-services window (YYYY-MM-DD).",
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Last day of the window, inclusive (YYYY-MM-DD).",
+)
+@click.option(
+    "--run", "run_id", type=RUN, default=None, help="Mapped run whose top-up forecast to notify."
+)
 @pass_state
 def window_open(state: _State, start: datetime, end: datetime, run_id: str | None) -> int:
     """Open the window: runs/window.json, ledger entry, subscriber notices as files."""
@@ -411,7 +480,7 @@ def window_check(state: _State, operation: str) -> int:
 
 
 @window.command(name="breaches")
-@click.option("--run", "run_id", required=True, help="Run the breaches are recorded for.")
+@click.option("--run", "run_id", type=RUN, required=True, help="Run the breaches are recorded for.")
 @pass_state
 def window_breaches(state: _State, run_id: str) -> int:
     """List orders of a blocked kind created in legacy inside the window (FREEZE_BREACH)."""
@@ -425,8 +494,20 @@ def window_breaches(state: _State, run_id: str) -> int:
 @cli.command()
 @click.argument("rules", type=click.Path(path_type=Path))
 @click.option("--incident", required=True, help="Incident id: part of every idempotency key.")
-@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
-@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First day of the incident to compensate (YYYY-MM-DD).",
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Last day of the incident, inclusive (YYYY-MM-DD).",
+)
 @click.option("--region", default=None, help="Only accounts of this region.")
 @click.option(
     "--accounts",
@@ -457,27 +538,46 @@ def compensate(
     scope = Scope(region=region, accounts=read_accounts(accounts_file) if accounts_file else None)
     result = run_compensate(
         state.config(), rules=rules, incident=incident, start=start.date(), end=end.date(),
-        scope=scope, signer=signer,
+        scope=scope, signer=signer, progress=state.console.progress(),
     )  # fmt: skip
     state.console.render(result)
     return result.exit_code
 
 
 @cli.command()
-@click.option("--run", "run_id", required=True, help="Run whose rows to remove from the target.")
+@click.option(
+    "--run", "run_id", type=RUN, required=True, help="Run whose rows to remove from the target."
+)
 @click.option("--force", is_flag=True, help="Roll back even after cutover.")
+@click.option("--yes", is_flag=True, help="Do not ask: delete at once (for scripts).")
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted (nothing changes).")
 @pass_state
-def rollback(state: _State, run_id: str, force: bool) -> int:
-    """Remove exactly one run's rows from every target table; prints counts before/after."""
-    from migrate.load.run import run_rollback
+def rollback(state: _State, run_id: str, force: bool, yes: bool, dry_run: bool) -> int:
+    """Remove exactly one run's rows from every target table; shows them first and asks."""
+    from migrate.load.run import plan_rollback, run_rollback
 
-    result = run_rollback(state.config(), run_id=run_id, force=force)
+    config = state.config()
+    if dry_run or not yes:
+        plan = plan_rollback(config, run_id=run_id, force=force)
+        state.console.render(plan)
+        if dry_run or plan.outcome == "already rolled back":
+            return plan.exit_code
+        if not state.console.confirm(f"delete these rows of run {run_id} from the target?"):
+            state.console.note("nothing deleted")
+            return EXIT_CHECKS_FAILED
+    result = run_rollback(config, run_id=run_id, force=force, progress=state.console.progress())
     state.console.render(result)
     return result.exit_code
 
 
 @cli.command()
-@click.option("--accounts", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option(
+    "--accounts",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="How many synthetic accounts the demo legacy database holds.",
+)
 @pass_state
 def demo(state: _State, accounts: int) -> int:
     """Run the whole job on an embedded SQLite demo database and say where the results are."""
@@ -524,9 +624,134 @@ def keys_list(state: _State) -> int:
     return result.exit_code
 
 
+@cli.command()
+@click.option("--run", "run_id", type=RUN, required=True, help="Run whose exceptions to list.")
+@click.option("--code", default=None, help="Only this reason code (e.g. DEBT_BELOW_THRESHOLD).")
+@click.option("--account", default=None, help="Only rows of this legacy key or account number.")
+@click.option("--severity", default=None, help="Only block, review or info.")
+@click.option("--csv", "as_csv", is_flag=True, help="Every matching row as CSV on stdout.")
+@pass_state
+def exceptions(
+    state: _State,
+    run_id: str,
+    code: str | None,
+    account: str | None,
+    severity: str | None,
+    as_csv: bool,
+) -> int:
+    """List a run's exceptions (map's table, else extract's), filtered."""
+    from migrate.ops.inspect import ExceptionFilter, list_exceptions
+
+    wanted = ExceptionFilter(code=code, account=account, severity=severity)
+    result = list_exceptions(state.config(), run_id, wanted)
+    if as_csv:
+        state.console.write(result.to_csv())
+    else:
+        state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.option("--run", "run_id", type=RUN, required=True, help="Run to follow the account in.")
+@click.argument("account")
+@pass_state
+def trace(state: _State, run_id: str, account: str) -> int:
+    """Follow one legacy ACCOUNT: legacy rows, exceptions, lineage, mapped, target, verdict."""
+    from migrate.ops.inspect import trace_account
+
+    result = trace_account(state.config(), run_id, account)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
+@pass_state
+def init(state: _State, directory: Path) -> int:
+    """Create a workspace in DIRECTORY: billmig.toml, mappings, runbooks, docs, git."""
+    from migrate.ops.workspace import init_workspace
+
+    result = init_workspace(directory)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
+@pass_state
+def doctor(state: _State) -> int:
+    """Check configuration, database URLs and servers, drivers, PDF libraries and disk."""
+    from migrate.ops.doctor import run_doctor
+
+    result = run_doctor(state.config_path)
+    state.console.render(result)
+    return result.exit_code
+
+
+EXAMPLES: dict[str, tuple[str, str]] = {
+    "synth": ("billmig synth --url sqlite:///legacy.sqlite --accounts 20000", ""),
+    "extract": ("billmig extract --wave kcell --run w1", "BILLMIG_SOURCE_URL"),
+    "map": ("billmig map --run w1", ""),
+    "load": ("billmig load --run w1", "BILLMIG_TARGET_URL"),
+    "validate": ("billmig validate --run w1", "BILLMIG_TARGET_URL"),
+    "report": ("billmig report --run w1", "BILLMIG_SIGNER"),
+    "signoff": (
+        "billmig signoff --run w1 --role internal_audit --name 'A. Auditor' --decision approve",
+        "BILLMIG_SIGNER",
+    ),
+    "verify": ("billmig verify w1   (or: billmig verify path/to/received-pack)", ""),
+    "runs": ("billmig runs --json", ""),
+    "rehearse": ("billmig rehearse --label mock-3", "BILLMIG_SOURCE_URL, BILLMIG_REHEARSAL_URL"),
+    "compare": ("billmig compare mock-2 mock-3", ""),
+    "cutover": ("billmig cutover --run w1", "BILLMIG_TARGET_URL"),
+    "delta": ("billmig delta --run w1", "BILLMIG_SOURCE_URL, BILLMIG_TARGET_URL"),
+    "window": ("billmig window open --from 2016-07-01 --to 2016-07-05 --run w1", ""),
+    "compensate": (
+        "billmig compensate mappings/compensation/kcell-2017-12-billing.toml "
+        "--incident INC-1 --from 2017-12-01 --to 2017-12-03",
+        "BILLMIG_TARGET_URL, BILLMIG_SIGNER",
+    ),
+    "rollback": ("billmig rollback --run w1 --dry-run", "BILLMIG_TARGET_URL"),
+    "demo": ("billmig demo --accounts 2000", ""),
+    "keys": ("billmig keys new alice --name 'Alice A.' --role migration_lead", ""),
+    "exceptions": ("billmig exceptions --run w1 --severity block --csv > block.csv", ""),
+    "trace": ("billmig trace --run w1 ACC-0000123", "BILLMIG_TARGET_URL"),
+    "init": ("billmig init kcell-2016 && cd kcell-2016 && billmig doctor", ""),
+    "doctor": ("billmig doctor", "BILLMIG_SOURCE_URL, BILLMIG_TARGET_URL, BILLMIG_REHEARSAL_URL"),
+}
+"""One example per command for ``--help``, and the environment variables it reads."""
+
+for _name, (_example, _variables) in EXAMPLES.items():
+    _reads = f"\n\n\b\nReads: {_variables}" if _variables else ""
+    cli.commands[_name].epilog = f"\b\nExample:\n  {_example}{_reads}"
+
+GLOBAL_FLAGS = ("--json", "--quiet", "--debug")
+
+
+def _globals_first(args: list[str]) -> list[str]:
+    """Global options may follow the subcommand (``billmig runs --json``): move them ahead.
+
+    Only before a ``--`` separator; ``--config`` takes its value along.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    moved: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < end:
+        token = args[index]
+        if token in GLOBAL_FLAGS or token.startswith("--config="):
+            moved.append(token)
+        elif token == "--config" and index + 1 < end:
+            moved += [token, args[index + 1]]
+            index += 1
+        else:
+            rest.append(token)
+        index += 1
+    return [*moved, *rest, *args[end:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``billmig`` script; returns the process exit code."""
-    args = sys.argv[1:] if argv is None else argv
+    args = _globals_first(sys.argv[1:] if argv is None else list(argv))
     debug = "--debug" in args
     console = Console(json_mode="--json" in args, quiet="--quiet" in args)
     console.show_warnings()

@@ -269,7 +269,7 @@ def test_cli_map_exit_codes(
     monkeypatch.chdir(extracted["root"])
     monkeypatch.setenv("BILLMIG_SOURCE_URL", extracted["url"])
     assert main(["map", "--run", "nope"]) == 2
-    assert "billmig extract" in capsys.readouterr().err
+    assert "no run 'nope'" in capsys.readouterr().err
     assert main(["--json", "map", "--run", "r1"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["conserved"] is True
