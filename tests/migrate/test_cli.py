@@ -97,6 +97,7 @@ def test_synth_then_extract_json(
     assert {e["name"] for e in document["entities"]} >= {"accounts", "lines", "payments"}
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(in_workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--accounts", "400"]) == 0
     out = "".join(line.strip(" │\n") for line in capsys.readouterr().out.splitlines())

@@ -136,6 +136,7 @@ def test_charges_then_a_payment_replayed_once(loaded: dict[str, Any]) -> None:
     }
 
 
+@pytest.mark.slow
 def test_validate_reconciles_snapshot_plus_delta(loaded: dict[str, Any]) -> None:
     config: Config = loaded["config"]
     first, second = loaded["accounts"]
@@ -156,6 +157,7 @@ def test_validate_reconciles_snapshot_plus_delta(loaded: dict[str, Any]) -> None
     assert f"{second},net_minor,-5000,-4999" in differences
 
 
+@pytest.mark.slow
 def test_a_rollback_sets_the_delta_record_aside_so_a_reload_validates(
     loaded: dict[str, Any],
 ) -> None:
@@ -180,6 +182,7 @@ def test_a_rollback_sets_the_delta_record_aside_so_a_reload_validates(
     assert run_validate(config, run_id="r1").passed
 
 
+@pytest.mark.slow
 def test_synth_window_activity_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Synth --window-activity → snapshot without it → delta replays it → validate PASS."""
     from migrate.cli.main import main

@@ -218,6 +218,7 @@ def _committed_batches(engine: sa.Engine) -> int:
         return int(conn.execute(sa.select(sa.func.count()).select_from(LOAD_JOURNAL)).scalar_one())
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_load_killed_at_random_moments_resumes_to_the_same_target(
     runs: dict[str, Any], postgres_url: str, second_postgres_url: str

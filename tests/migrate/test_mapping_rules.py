@@ -167,6 +167,7 @@ account_rows = st.lists(
     threshold=st.integers(0, 10**5),
     small_debt=st.sampled_from(["flag", "write_off"]),
 )
+@pytest.mark.slow
 def test_target_net_minus_legacy_net_is_the_explained_adjustments(
     rows: list[tuple[str, int, int | None, str, list[int], int]],
     write_off_below: int,

@@ -69,6 +69,7 @@ def _corporate(url: str, tmp_path: Path) -> tuple[dict[str, int], Decimal]:
     return tiyn, balances[0]
 
 
+@pytest.mark.slow
 def test_a_corporate_balance_beyond_2_53_tiyn_migrates_exactly(
     any_url: str, workspace: Path, tmp_path: Path
 ) -> None:

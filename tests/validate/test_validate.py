@@ -113,6 +113,7 @@ def test_a_clean_load_passes(loaded: dict[str, Any]) -> None:
     assert all(t["mapped"] == t["target"] for t in rows.values())
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_validate_stopped_before_it_publishes_leaves_the_last_evidence_whole(
     loaded: dict[str, Any], monkeypatch: pytest.MonkeyPatch
