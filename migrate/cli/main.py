@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -66,6 +66,11 @@ class _RunRef(click.ParamType):  # type: ignore[type-arg]
 
 RUN = _RunRef()
 """Type of every option or argument naming an existing run."""
+
+
+def _day(flag: str, dest: str, text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A required YYYY-MM-DD option (window and incident days)."""
+    return click.option(flag, dest, required=True, type=click.DateTime(["%Y-%m-%d"]), help=text)
 
 
 def _renamed(new: str) -> Callable[[click.Context, click.Parameter, object], None]:
@@ -418,20 +423,8 @@ def window() -> None:
 
 
 @window.command(name="open")
-@click.option(
-    "--from",
-    "start",
-    required=True,
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="First day of the restricted-services window (YYYY-MM-DD).",
-)
-@click.option(
-    "--to",
-    "end",
-    required=True,
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="Last day of the window, inclusive (YYYY-MM-DD).",
-)
+@_day("--from", "start", "First day of the restricted-services window (YYYY-MM-DD).")
+@_day("--to", "end", "Last day of the window, inclusive (YYYY-MM-DD).")
 @click.option(
     "--run", "run_id", type=RUN, default=None, help="Mapped run whose top-up forecast to notify."
 )
@@ -494,20 +487,8 @@ def window_breaches(state: _State, run_id: str) -> int:
 @cli.command()
 @click.argument("rules", type=click.Path(path_type=Path))
 @click.option("--incident", required=True, help="Incident id: part of every idempotency key.")
-@click.option(
-    "--from",
-    "start",
-    required=True,
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="First day of the incident to compensate (YYYY-MM-DD).",
-)
-@click.option(
-    "--to",
-    "end",
-    required=True,
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="Last day of the incident, inclusive (YYYY-MM-DD).",
-)
+@_day("--from", "start", "First day of the incident to compensate (YYYY-MM-DD).")
+@_day("--to", "end", "Last day of the incident, inclusive (YYYY-MM-DD).")
 @click.option("--region", default=None, help="Only accounts of this region.")
 @click.option(
     "--accounts",
