@@ -34,6 +34,7 @@ from migrate.core.db import (
     MYSQL,
     POSTGRESQL,
     SQLITE,
+    check_drivers,
     create_engine,
     libpq_uri,
     normalise_url,
@@ -77,7 +78,12 @@ class LegacyReader(Protocol):
 
 @contextmanager
 def open_reader(url: str) -> Iterator[LegacyReader]:
-    """The fastest correct reader for ``url``, open for the duration of the block."""
+    """The fastest correct reader for ``url``, open for the duration of the block.
+
+    Raises:
+        ConfigError: the backend's drivers are not installed (names the extra to install).
+    """
+    check_drivers(url)
     backend = normalise_url(url).get_backend_name()
     if backend == POSTGRESQL and _available("adbc_driver_postgresql.dbapi"):
         with _AdbcPostgresReader.open(url) as reader:

@@ -471,3 +471,26 @@ def test_ctrl_c_during_load_is_interrupted_and_the_load_resumes(tmp_path: Path) 
                       "pending_payment", "product_offering", "product", "balance_action")
         )  # fmt: skip
     assert journaled == loaded
+
+
+def test_a_url_without_its_driver_names_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # observed: every driver was mandatory (803 MB venv); as extras, a missing one must be named
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "billmig.toml").write_text((repo / "billmig.toml").read_text(encoding="utf-8"))
+    (tmp_path / "mappings").symlink_to(repo / "mappings")
+    monkeypatch.chdir(tmp_path)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    monkeypatch.setenv("BILLMIG_SOURCE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    monkeypatch.setenv("BILLMIG_TARGET_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    assert main(["extract", "--run", "needs-pg"]) == 2
+    err = capsys.readouterr().err
+    assert "(psycopg); pip install 'billmig[postgresql]'" in err
+    assert main(["doctor"]) == 1
+    assert "pip install 'billmig[postgresql]'" in capsys.readouterr().out
