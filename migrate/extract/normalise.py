@@ -126,7 +126,11 @@ def _integers(column: Column, values: RawColumn) -> tuple[pa.Array, list[Issue]]
     issues: list[Issue] = []
     for i, value in enumerate(values):
         parsed = _as_int(value)
-        if parsed is None and value is not None:
+        if parsed is not None and not INT64_MIN <= parsed <= INT64_MAX:
+            detail = f"{value!r} is outside the 64-bit integer range"
+            issues.append(Issue(i, column.name, ReasonCode.VALUE_UNPARSEABLE, detail))
+            parsed = None
+        elif parsed is None and value is not None:
             issues.append(
                 Issue(i, column.name, ReasonCode.VALUE_UNPARSEABLE, f"{value!r} is not an integer")
             )
@@ -146,6 +150,9 @@ def _as_int(value: object) -> int | None:
     except (ValueError, OverflowError):
         return None
 
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""What an integer column of the snapshot holds; anything outside is withheld, not wrapped."""
 
 _TRUE = {"1", "t", "true", "y", "yes"}
 _FALSE = {"0", "f", "false", "n", "no"}

@@ -686,7 +686,7 @@ class _EntityExtractor:
             table = table.filter(keep)
             exponents = _take(exponents, keep)
         self._account_totals(table, self.kept, raw, issues, exponents)
-        return table, [self._exception_row(table, i) for i in issues], late
+        return table, [self._exception_row(table, raw, i) for i in issues], late
 
     def _exponents(self, raw: RawColumns) -> tuple[Any, list[int]]:
         if "currency" in raw:
@@ -809,8 +809,20 @@ class _EntityExtractor:
                 differences.append({"group": tuple(key), **diff})
         return not differences, tuple(differences)
 
-    def _exception_row(self, table: pa.Table, issue: Issue) -> dict[str, Any]:
+    def _exception_row(self, table: pa.Table, raw: RawColumns, issue: Issue) -> dict[str, Any]:
+        """The exception of ``issue``, keyed by the row's key.
+
+        When the key itself could not be read (``client_id = 'one'``), by its raw text, so a
+        disposition can name the row.
+        """
         key = table.column(self.entity.key)[issue.index].as_py()
+        if key is None:
+            raw_keys = raw[self.entity.key]
+            key = (
+                raw_keys[issue.index].as_py()
+                if isinstance(raw_keys, pa.Array)
+                else raw_keys[issue.index]
+            )
         return {
             "entity": self.entity.name,
             "legacy_key": None if key is None else str(key),

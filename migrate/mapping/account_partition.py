@@ -128,7 +128,8 @@ def _pre_holds(accounts: pd.DataFrame, ctx: BucketContext) -> tuple[pd.Series, p
     """Blocks decided before the account rules: the extractor's, a missing client."""
     keys = accounts["account_no"]
     hold = lookup(keys, ctx.withheld.get("accounts", {})).astype("string")
-    client_ids = accounts["client_id"].to_numpy(dtype=np.int64)
+    readable = accounts["client_id"].notna().to_numpy()
+    client_ids = accounts["client_id"].fillna(-1).to_numpy(dtype=np.int64)
     known: npt.NDArray[np.int64] = (
         np.load(ctx.client_ids_file, mmap_mode="r")
         if ctx.client_ids_file
@@ -139,15 +140,21 @@ def _pre_holds(accounts: pd.DataFrame, ctx: BucketContext) -> tuple[pd.Series, p
         no_client = known[position] != client_ids
     else:
         no_client = np.ones(len(keys), dtype=bool)
-    orphan = no_client & hold.isna().to_numpy()
+    orphan = (no_client | ~readable) & hold.isna().to_numpy()
     hold[orphan] = ReasonCode.ORPHAN_ROW.value
     found = exceptions(
         "accounts",
         keys[orphan],
         ReasonCode.ORPHAN_ROW,
-        "client " + accounts["client_id"][orphan].astype(str) + " does not exist",
+        _orphan_detail(client_ids[orphan], readable[orphan]),
     )
     return hold, found
+
+
+def _orphan_detail(client_ids: npt.NDArray[np.int64], readable: npt.NDArray[np.bool_]) -> pd.Series:
+    """Why an account has no client: a client_id that does not exist, or none at all."""
+    missing = "client " + pd.Series(client_ids).astype(str) + " does not exist"
+    return pd.Series(np.where(readable, missing, "no client_id (NULL or unreadable)"))
 
 
 def _exclude(money: AccountMoney, account_nos: pd.Series, excluded: frozenset[str]) -> AccountMoney:
@@ -181,9 +188,13 @@ def _exclude(money: AccountMoney, account_nos: pd.Series, excluded: frozenset[st
 
 
 def _party_ids(accounts: pd.DataFrame, ctx: BucketContext, namespace: str) -> pd.Series:
-    client = accounts["client_id"].astype(np.int64)
+    """Each account's party id; None where its client_id is unreadable (the account is held)."""
+    readable = accounts["client_id"].notna()
+    client = accounts["client_id"][readable].astype(np.int64)
     survivor = lookup(client, ctx.survivor_of).fillna(client).astype(np.int64)
-    return pd.Series(id_column(namespace, "party", survivor.astype(str)), index=accounts.index)
+    party = pd.Series(None, index=accounts.index, dtype=object)
+    party[readable] = id_column(namespace, "party", survivor.astype(str))
+    return party
 
 
 def _in_transit(payments: pd.DataFrame, ctx: BucketContext) -> pd.DataFrame:

@@ -32,6 +32,8 @@ from migrate.mapping.outcomes import exceptions as exception_rows
 from migrate.mapping.outcomes import lineage as lineage_rows
 
 PARTY_TYPES = {"individual": "individual", "corporate": "organization"}
+UNREADABLE_KEY = f"{ReasonCode.VALUE_UNPARSEABLE.value}: client_id unreadable"
+"""Lineage rule of a client without a readable key (its exception names the raw key)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,18 @@ class MappedParties:
 
 
 def map_parties(clients: pd.DataFrame, namespace: str) -> MappedParties:
-    """Map one partition of clients."""
+    """Map one partition of clients.
+
+    A client whose ``client_id`` the extractor could not read (``'one'``, beyond 2^63) is in
+    the snapshot with a null key and a blocking exception under its raw key: it becomes no
+    party, and the other clients' ids stay integers (never a float round trip to ``'2.0'``).
+    """
+    unreadable = clients["client_id"].isna().to_numpy()
+    clients = clients[~unreadable].reset_index(drop=True)
+    clients = clients.assign(client_id=clients["client_id"].astype(np.int64))
+    unkeyed = lineage_rows(
+        "clients", [None] * int(unreadable.sum()), Outcome.EXCEPTION, UNREADABLE_KEY
+    )
     national = pa.array(clients["national_id"].astype(object), type=pa.string())
     valid = valid_national_ids(national)
     damaged = damaged_names(pa.array(clients["name"].astype(object), type=pa.string()))
@@ -90,6 +103,7 @@ def map_parties(clients: pd.DataFrame, namespace: str) -> MappedParties:
     ]
     lineage = concat(
         [
+            unkeyed,
             lineage_rows("clients", client_ids[kept], Outcome.MAPPED, "party", "party", party_ids),
             lineage_rows(
                 "clients",

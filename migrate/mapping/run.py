@@ -543,7 +543,7 @@ class _MapJob:
         client_ids: list[np.ndarray] = []
         with Scatter(work, "clients", schema, self.partitions) as scatter:
             for batch in self.snapshot.batches("clients"):
-                client_ids.append(batch.column("client_id").to_numpy())
+                client_ids.append(pc.drop_null(batch.column("client_id")).to_numpy())
                 key = pc.coalesce(
                     batch.column("national_id"), batch.column("client_id").cast(pa.string())
                 )

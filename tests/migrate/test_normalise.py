@@ -57,3 +57,16 @@ def test_currency_exponents_flag_unknown_codes() -> None:
     exps, unknown = currency_exponents(["KZT", "kzt ", "JPY", "XXX", None])
     assert exps.tolist() == [2, 2, 0, 2, 2]
     assert unknown == [3, 4]
+
+
+def test_an_integer_beyond_64_bits_is_withheld_not_a_crash() -> None:
+    # observed (issue 15): a client_id above 2^63 crashed map with an overflow
+    client = ACCOUNTS.column("client_id")
+    values = ["99999999999999999999", "7", str(2**63 - 1), str(-(2**63) - 1)]
+    parsed, issues = normalise_column(client, values, ColumnContext(zone=ALMATY))
+    assert parsed.to_pylist() == [None, 7, 2**63 - 1, None]
+    assert [(i.index, i.reason) for i in issues] == [
+        (0, ReasonCode.VALUE_UNPARSEABLE),
+        (3, ReasonCode.VALUE_UNPARSEABLE),
+    ]
+    assert "outside the 64-bit integer range" in issues[0].detail

@@ -1,0 +1,114 @@
+"""A hostile legacy database (issue 15): a rotten value never stops a run nor changes another row.
+
+The fixture synthesises one small SQLite legacy database (60 accounts, seed 5, no planted
+anomalies), extracts and maps it as run ``clean``, then damages a copy and runs ``damaged``:
+
+* client 1's ``client_id`` becomes the text ``one`` (in ``clients`` and on its accounts);
+* the first account of client 2 gets ``client_id`` NULL;
+* the first account of client 3 gets ``client_id`` 99999999999999999999 (beyond 2^63).
+
+Written down: exactly these three clients' accounts are held, nothing else differs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from migrate.core.config import load_config
+from migrate.extract.run import run_extract
+from migrate.mapping.run import run_map
+from migrate.synth import SynthOptions, run_synth
+
+TOO_BIG = "99999999999999999999"
+
+
+def _accounts_of(legacy: Path, client: int) -> list[str]:
+    with sqlite3.connect(legacy) as conn:
+        rows = conn.execute(
+            "SELECT account_no FROM accounts WHERE client_id = ? ORDER BY account_no", (client,)
+        )
+        return [r[0] for r in rows]
+
+
+def _damage(legacy: Path) -> dict[str, Any]:
+    null_account, big_account = _accounts_of(legacy, 2)[0], _accounts_of(legacy, 3)[0]
+    one_accounts = _accounts_of(legacy, 1)
+    with sqlite3.connect(legacy) as conn:
+        conn.execute("UPDATE clients SET client_id = 'one' WHERE client_id = 1")
+        conn.execute("UPDATE accounts SET client_id = 'one' WHERE client_id = 1")
+        conn.execute("UPDATE accounts SET client_id = NULL WHERE account_no = ?", (null_account,))
+        conn.execute(
+            f"UPDATE accounts SET client_id = '{TOO_BIG}' WHERE account_no = ?", (big_account,)
+        )
+    return {"null": null_account, "big": big_account, "one": one_accounts}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("hostile")
+    repo = Path(__file__).resolve().parents[2]
+    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text(encoding="utf-8"))
+    (root / "mappings").symlink_to(repo / "mappings")
+    clean_db, damaged_db = root / "clean.sqlite", root / "damaged.sqlite"
+    run_synth(f"sqlite:///{clean_db}", SynthOptions(accounts=60, seed=5, anomaly_rate=0.0),
+              root / "planted.json")  # fmt: skip
+    shutil.copy(clean_db, damaged_db)
+    damaged = _damage(damaged_db)
+    results = {}
+    for name, db in (("clean", clean_db), ("damaged", damaged_db)):
+        config = load_config(
+            root / "billmig.toml", environ={"BILLMIG_SOURCE_URL": f"sqlite:///{db}"}
+        )
+        results[name] = (run_extract(config, run_id=name), run_map(config, run_id=name))
+    yield {"root": root, "damaged": damaged, "results": results}
+
+
+def _table(runs: dict[str, Any], run: str, name: str) -> list[dict[str, Any]]:
+    folder = "snapshot" if name in ("clients", "accounts") else "mapped"
+    rows: list[dict[str, Any]] = pq.read_table(runs["root"] / "runs" / run / folder /
+                                               f"{name}.parquet").to_pylist()  # fmt: skip
+    return rows
+
+
+def test_a_damaged_client_id_crashes_nothing(runs: dict[str, Any]) -> None:
+    # observed: map crashed "unexpected IntCastingNaNError …; report it"
+    extract, mapped = runs["results"]["damaged"]
+    assert extract.exit_code in (0, 1) and mapped.exit_code in (0, 1)
+
+
+def test_other_parties_keep_their_legacy_ids_exactly(runs: dict[str, Any]) -> None:
+    # observed: one client_id 'one' made every other party's legacy id '2.0', '3.0', …
+    clean = {p.pop("party_id"): p for p in _table(runs, "clean", "party") if p.pop("run_id")}
+    damaged = {p.pop("party_id"): p for p in _table(runs, "damaged", "party") if p.pop("run_id")}
+    assert set(damaged) <= set(clean)
+    assert all(damaged[i] == clean[i] for i in damaged)
+    legacy_ids = {p["legacy_client_id"] for p in damaged.values()}
+    assert "1" not in legacy_ids and all("." not in i for i in legacy_ids)
+    assert len(clean) - len(damaged) == 1  # client 'one' alone is held
+
+
+def test_each_damaged_value_is_an_exception_naming_its_row(runs: dict[str, Any]) -> None:
+    found = _table(runs, "damaged", "exceptions")
+    by_key = {(e["entity"], e["legacy_key"], e["reason_code"]) for e in found}
+    damaged = runs["damaged"]
+    assert ("clients", "one", "VALUE_UNPARSEABLE") in by_key  # named by its raw key
+    assert ("accounts", damaged["big"], "VALUE_UNPARSEABLE") in by_key
+    big = next(e for e in found if e["legacy_key"] == damaged["big"])
+    assert big["detail"].startswith("client_id: ")  # SQLite itself stores it as REAL 1e20
+    assert ("accounts", damaged["null"], "ORPHAN_ROW") in by_key
+    assert all(("accounts", a, "VALUE_UNPARSEABLE") in by_key for a in damaged["one"])
+
+
+def test_only_the_damaged_accounts_are_held(runs: dict[str, Any]) -> None:
+    clean = {a["legacy_account_no"] for a in _table(runs, "clean", "billing_account")}
+    damaged = {a["legacy_account_no"] for a in _table(runs, "damaged", "billing_account")}
+    rotten = {runs["damaged"]["null"], runs["damaged"]["big"], *runs["damaged"]["one"]}
+    assert clean - damaged == rotten
+    assert damaged <= clean
