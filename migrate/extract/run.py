@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,9 +119,18 @@ def _exact_micro(value: object, minor_units: bool) -> int:
     number = as_decimal(value)
     if number is None:
         return 0
-    if minor_units:
-        return int(number.to_integral_value(rounding=ROUND_HALF_UP))
-    return int(number.scaleb(MICRO).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return _rounded_integer(number, 0 if minor_units else MICRO)
+
+
+def _rounded_integer(number: Decimal, places: int) -> int:
+    """``number × 10^places`` rounded half away from zero, exactly at any size.
+
+    1e30 or a 40-digit text amount has more digits than decimal's default 28: the context is
+    widened to the number's own size instead of raising InvalidOperation.
+    """
+    with localcontext() as exact:
+        exact.prec = max(exact.prec, number.adjusted() + places + 2)
+        return int(number.scaleb(places).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 @dataclass
@@ -592,8 +601,11 @@ class _EntityExtractor:
                 row[len(groups) + 1 + n : len(groups) + 1 + 2 * n],
                 row[-n:] if n else (),
             )
+            # ±9e999 is ±Inf in SQLite: its integer cast saturates at ±2^63, so it must never
+            # be summed by SQLite (a NULL largest value is an all-NULL group, fine)
+            infinite = any(v is not None and as_decimal(v) is None for v in largest)
             magnitudes = [(as_decimal(v) or Decimal(0)).copy_abs() for v in largest]
-            big = any(m >= _SQLITE_EXACT_BELOW for m in magnitudes)
+            big = infinite or any(m >= _SQLITE_EXACT_BELOW for m in magnitudes)
             if big or any(texts):
                 return None
             self._add_sums(totals, key, count, values)
@@ -778,8 +790,7 @@ class _EntityExtractor:
             if value is None:
                 continue
             key = tuple(table.column(g)[issue.index].as_py() for g in groups)
-            factor = 0 if issue.column in self.query.minor_units else MICRO
-            micro = int(value.scaleb(factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            micro = _rounded_integer(value, 0 if issue.column in self.query.minor_units else MICRO)
             if issue.column in self.query.minor_units:
                 micro *= 10 ** (MICRO - self._group_exponent(key))
             self.withheld.add(key, 0, {issue.column: micro})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,38 @@ def test_only_the_damaged_accounts_are_held(runs: dict[str, Any]) -> None:
     rotten = {runs["damaged"]["null"], runs["damaged"]["big"], *runs["damaged"]["one"]}
     assert clean - damaged == rotten
     assert damaged <= clean
+
+
+# -- amounts that aborted a whole extract -------------------------------------------------------
+
+DAMAGED_BALANCES = {  # SQL literal → what the detail names
+    "1e30": "beyond the range of 64-bit minor units",
+    "9e999": "inf is not a number",  # SQLite stores it as +Inf
+    "-9e999": "-inf is not a number",  # its integer cast saturates at -2^63 in SQLite's SUM
+    "'1234567890123456789012345678901234567890'": "beyond the range of 64-bit minor units",
+    "'-1234567890123456789012345678901234567890'": "beyond the range of 64-bit minor units",
+}
+
+
+@pytest.mark.parametrize("literal", DAMAGED_BALANCES, ids=lambda v: v.strip("'")[:12])
+def test_one_impossible_balance_is_withheld_and_the_snapshot_reconciles(
+    runs: dict[str, Any], tmp_path: Path, literal: str
+) -> None:
+    # observed: 1e30 and 40-digit text aborted the whole extract (decimal.InvalidOperation);
+    # -9e999 made the snapshot "not reconcile" because SQLite summed it as -2^63
+    legacy = tmp_path / "legacy.sqlite"
+    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    victim = _accounts_of(legacy, 4)[0]
+    with sqlite3.connect(legacy) as conn:
+        conn.execute(f"UPDATE accounts SET balance = {literal} WHERE account_no = ?", (victim,))
+    config = load_config(runs["root"] / "billmig.toml",
+                         environ={"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}"})  # fmt: skip
+    result = run_extract(config, run_id=f"balance-{uuid.uuid4().hex[:8]}")
+    assert result.exit_code == 0  # reconciles: the withheld value counts on both sides alike
+    snapshot = runs["root"] / "runs" / result.run_id / "snapshot"
+    found = [e for e in pq.read_table(snapshot / "exceptions.parquet").to_pylist()
+             if e["legacy_key"] == victim]  # fmt: skip
+    assert [(e["column"], e["reason_code"]) for e in found] == [("balance", "AMOUNT_UNPARSEABLE")]
+    assert DAMAGED_BALANCES[literal] in found[0]["detail"]
+    accounts = pq.read_table(snapshot / "accounts.parquet").to_pylist()
+    assert [a["balance_minor"] for a in accounts if a["account_no"] == victim] == [None]
