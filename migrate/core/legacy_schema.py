@@ -38,7 +38,15 @@ class Column:
     kind: Kind
     doc: str
     nullable: bool = True
+    """Whether ``synth``'s DDL lets the column be NULL (a real legacy database may not say)."""
     length: int = 64
+    codes: tuple[str, ...] = ()
+    """The column's value domain when it holds codes: the only values allowed, case-sensitive.
+    Extract raises ``CODE_UNKNOWN`` (block) for any other, so mapper and validator read one
+    set: a row with an unknown code is held, never guessed."""
+    required: bool = False
+    """Extract raises ``VALUE_MISSING`` (block) where the value is NULL (a profile's CASE that
+    left a legacy code unmapped gives NULL too): the row is held, never defaulted."""
 
     @property
     def snapshot_name(self) -> str:
@@ -133,8 +141,17 @@ class Entity:
         return sa.Table(self.name, metadata, *cols, comment=self.doc, mysql_charset="utf8mb4")
 
 
-def _c(name: str, kind: Kind, doc: str, *, nullable: bool = True, length: int = 64) -> Column:
-    return Column(name, kind, doc, nullable, length)
+def _c(
+    name: str,
+    kind: Kind,
+    doc: str,
+    *,
+    nullable: bool = True,
+    length: int = 64,
+    codes: tuple[str, ...] = (),
+    required: bool = False,
+) -> Column:
+    return Column(name, kind, doc, nullable, length, codes, required)
 
 
 TXT, INT, BOOL, DATE, TS, MONEY, QTY = (
@@ -171,11 +188,23 @@ ACCOUNTS = Entity(
         _c("account_no", TXT, "legacy account number", nullable=False),
         _c("client_id", INT, "owning client"),
         _c("brand", TXT, "kcell or activ"),
-        _c("payment_type", TXT, "advance (prepaid) or credit (postpaid)"),
+        _c(
+            "payment_type",
+            TXT,
+            "advance (prepaid) or credit (postpaid)",
+            codes=("advance", "credit"),
+            required=True,
+        ),
         _c("currency", TXT, "ISO 4217 code", length=3),
-        _c("balance", MONEY, "signed balance in major units; negative = debt"),
+        _c("balance", MONEY, "signed balance in major units; negative = debt", required=True),
         _c("credit_limit", MONEY, "postpaid credit limit in major units; null for prepaid"),
-        _c("status", TXT, "active, suspended or closed"),
+        _c(
+            "status",
+            TXT,
+            "active, suspended or closed",
+            codes=("active", "suspended", "closed"),
+            required=True,
+        ),
         _c("opened_at", TS, "when the account was opened"),
         _c("closed_at", TS, "when the account was closed, if it was"),
         _c("region", TXT, "oblast or city of service"),
@@ -236,7 +265,13 @@ SUBSCRIPTIONS = Entity(
         _c("cancelled_at", TS, "when cancellation was requested"),
         _c("ended_at", TS, "when the subscription ended"),
         _c("fee_charged_through", DATE, "last day covered by a fee already taken"),
-        _c("status", TXT, "active, suspended or ended"),
+        _c(
+            "status",
+            TXT,
+            "active, suspended or ended",
+            codes=("active", "suspended", "ended"),
+            required=True,
+        ),
     ),
     account_link="msisdn",
     parent="lines",
@@ -250,9 +285,14 @@ PAYMENTS = Entity(
     columns=(
         _c("payment_id", INT, "legacy payment number", nullable=False),
         _c("account_no", TXT, "credited account"),
-        _c("amount", MONEY, "amount in major units"),
+        _c("amount", MONEY, "amount in major units", required=True),
         _c("currency", TXT, "ISO 4217 code", length=3),
-        _c("channel", TXT, "settlement_centre, card, cash or voucher"),
+        _c(
+            "channel",
+            TXT,
+            "settlement_centre, card, cash or voucher",
+            codes=("settlement_centre", "card", "cash", "voucher"),
+        ),
         _c("received_at", TS, "when the payer paid"),
         _c("posted_at", TS, "when legacy credited it; null = in transit"),
     ),
@@ -271,8 +311,14 @@ CHARGES = Entity(
         _c("charge_id", INT, "legacy charge number", nullable=False),
         _c("account_no", TXT, "charged account"),
         _c("msisdn", TXT, "line that used the service", length=32),
-        _c("kind", TXT, "voice, sms, data, roaming, fee or vas"),
-        _c("amount", MONEY, "amount in major units"),
+        _c(
+            "kind",
+            TXT,
+            "voice, sms, data, roaming, fee or vas",
+            codes=("voice", "sms", "data", "roaming", "fee", "vas"),
+            required=True,
+        ),
+        _c("amount", MONEY, "amount in major units", required=True),
         _c("currency", TXT, "ISO 4217 code", length=3),
         _c("occurred_at", TS, "when the usage happened"),
         _c("rated_at", TS, "when legacy rated it (delayed charging lags occurred_at)"),
@@ -310,8 +356,19 @@ BONUSES = Entity(
     columns=(
         _c("bonus_id", INT, "legacy bonus number", nullable=False),
         _c("account_no", TXT, "account holding the bonus"),
-        _c("kind", TXT, "money, data_mb or voice_min"),
-        _c("amount", QTY, "major units for money, MB for data_mb, minutes for voice_min"),
+        _c(
+            "kind",
+            TXT,
+            "money, data_mb or voice_min",
+            codes=("money", "data_mb", "voice_min"),
+            required=True,
+        ),
+        _c(
+            "amount",
+            QTY,
+            "major units for money, MB for data_mb, minutes for voice_min",
+            required=True,
+        ),
         _c("expires_at", TS, "expiry"),
     ),
     account_link="account_no",

@@ -58,6 +58,16 @@ class ReasonCode(StrEnum):
         Severity.BLOCK,
         "currency code with no known ISO 4217 exponent; the amount is withheld",
     )
+    VALUE_MISSING = (
+        "VALUE_MISSING",
+        Severity.BLOCK,
+        "a required value is NULL (or the profile left a legacy code unmapped); the row is held",
+    )
+    CODE_UNKNOWN = (
+        "CODE_UNKNOWN",
+        Severity.BLOCK,
+        "a code outside its column's allowed values (case-sensitive); the row is held",
+    )
     DATE_UNPARSEABLE = (
         "DATE_UNPARSEABLE",
         Severity.BLOCK,

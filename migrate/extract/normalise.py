@@ -70,13 +70,44 @@ def normalise_column(
     return _text(values), []
 
 
+def domain_issues(column: Column, raw: RawColumn, array: pa.Array) -> list[Issue]:
+    """Violations of ``column``'s declared domain (SPEC §3), vectorised.
+
+    NULL where a value is required, a code outside the allowed set. A value the type check
+    already refused is not reported twice (null in ``array``, but not NULL in ``raw``).
+    """
+    issues: list[Issue] = []
+    if column.required:
+        missing = _raw_nulls(raw)
+        issues += [
+            Issue(int(i), column.name, ReasonCode.VALUE_MISSING, "NULL where a value is required")
+            for i in np.flatnonzero(missing)
+        ]
+    if column.codes:
+        allowed = pa.array(column.codes, type=pa.string())
+        known = pc.is_in(array, value_set=allowed)
+        unknown = pc.and_(array.is_valid(), pc.invert(known))  # NULL is VALUE_MISSING's
+        allowed_text = ", ".join(column.codes)
+        for i in np.flatnonzero(unknown.to_numpy(zero_copy_only=False)):
+            value = array[int(i)].as_py()
+            detail = f"{value!r} is not one of {allowed_text}"
+            issues.append(Issue(int(i), column.name, ReasonCode.CODE_UNKNOWN, detail))
+    return issues
+
+
+def _raw_nulls(values: RawColumn) -> npt.NDArray[np.bool_]:
+    if isinstance(values, pa.Array):
+        return np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return np.fromiter((v is None for v in values), dtype=np.bool_, count=len(values))
+
+
 def currency_exponents(currencies: RawColumn) -> tuple[npt.NDArray[np.int64], list[int]]:
     """Exponent per row and the positions whose currency is unknown (they get 2 and an issue)."""
     if not isinstance(currencies, pa.Array):
         currencies = pa.array(currencies, type=pa.string())
     encoded = currencies.dictionary_encode()
     by_code = [
-        CURRENCY_EXPONENTS.get(code.strip().upper(), -1) if code else -1
+        CURRENCY_EXPONENTS.get(code, -1) if code else -1  # exact: 'kzt' or ' KZT' is no code
         for code in encoded.dictionary.to_pylist()
     ]
     lookup = np.array([*by_code, -1], dtype=np.int64)  # the extra slot serves null currencies

@@ -64,7 +64,13 @@ from migrate.core.provenance import library_versions, operator
 from migrate.core.reasons import ReasonCode
 from migrate.core.rendering import TableData
 from migrate.core.runs import PhaseFiles, RunDir, RunsFolder, SnapshotFolder
-from migrate.extract.normalise import ColumnContext, Issue, currency_exponents, normalise_column
+from migrate.extract.normalise import (
+    ColumnContext,
+    Issue,
+    currency_exponents,
+    domain_issues,
+    normalise_column,
+)
 from migrate.extract.profiles import EntityQuery, SourceProfile, load_profile
 from migrate.extract.reader import LegacyReader, RawColumns, open_reader
 from migrate.money.amounts import as_decimal
@@ -678,6 +684,7 @@ class _EntityExtractor:
                 )
             arrays.append(array)
             issues.extend(column_issues)
+            issues.extend(domain_issues(column, raw[column.name], array))
         table = pa.Table.from_arrays(arrays, schema=self.entity.arrow_schema())
         self._check_order(table)
         keep = self._cutoff_mask(table)

@@ -148,3 +148,74 @@ def test_one_impossible_balance_is_withheld_and_the_snapshot_reconciles(
     assert DAMAGED_BALANCES[literal] in found[0]["detail"]
     accounts = pq.read_table(snapshot / "accounts.parquet").to_pylist()
     assert [a["balance_minor"] for a in accounts if a["account_no"] == victim] == [None]
+
+
+# -- codes and required values outside their domains (SPEC §3) -----------------------------------
+
+
+def _first(conn: sqlite3.Connection, sql: str) -> str:
+    return str(conn.execute(sql).fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def coded(runs: dict[str, Any]) -> dict[str, Any]:
+    """The clean database with one value per row outside its domain (written down below)."""
+    root = runs["root"]
+    legacy = root / "coded.sqlite"
+    shutil.copy(root / "clean.sqlite", legacy)
+    with sqlite3.connect(legacy) as conn:
+        accounts = [r[0] for r in conn.execute("SELECT account_no FROM accounts ORDER BY 1")]
+        zombie, upper, no_balance, lower = accounts[10:14]
+        damage = {
+            "status = 'zombie'": zombie,
+            "payment_type = 'PREPAID'": upper,  # a profile that left the legacy code as it is
+            "balance = NULL": no_balance,
+            "currency = 'kzt'": lower,
+        }
+        for change, account in damage.items():
+            conn.execute(f"UPDATE accounts SET {change} WHERE account_no = ?", (account,))
+        bonus = _first(conn, "SELECT min(bonus_id) FROM bonuses")
+        conn.execute("UPDATE bonuses SET kind = 'zzz' WHERE bonus_id = ?", (bonus,))
+        payment = _first(conn, "SELECT min(payment_id) FROM payments")
+        conn.execute("UPDATE payments SET amount = NULL WHERE payment_id = ?", (payment,))
+    config = load_config(root / "billmig.toml",
+                         environ={"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}"})  # fmt: skip
+    extract, mapped = run_extract(config, run_id="coded"), run_map(config, run_id="coded")
+    found = _table(runs, "coded", "exceptions")
+    return {"extract": extract, "map": mapped, "found": found, "bonus": bonus,
+            "payment": payment, "accounts": (zombie, upper, no_balance, lower)}  # fmt: skip
+
+
+def test_each_value_outside_its_domain_is_a_blocking_exception(coded: dict[str, Any]) -> None:
+    # observed: status 'zombie', currency 'kzt', a NULL balance (→ a 0 bucket), bonus kind
+    # 'zzz' (→ a bucket) and a NULL payment amount all passed silently; PREPAID migrated as
+    # "postpaid without a credit limit"
+    assert coded["extract"].exit_code == 0 and coded["map"].exit_code in (0, 1)
+    zombie, upper, no_balance, lower = coded["accounts"]
+    codes = {(e["entity"], e["legacy_key"], e["reason_code"]): e["detail"] for e in coded["found"]}
+    assert "'zombie'" in codes[("accounts", zombie, "CODE_UNKNOWN")]
+    assert "'PREPAID'" in codes[("accounts", upper, "CODE_UNKNOWN")]
+    assert (
+        codes[("accounts", no_balance, "VALUE_MISSING")]
+        == "balance: NULL where a value is required"
+    )
+    assert ("accounts", lower, "CURRENCY_UNKNOWN") in codes
+    assert "'zzz'" in codes[("bonuses", coded["bonus"], "CODE_UNKNOWN")]
+    assert codes[("payments", coded["payment"], "VALUE_MISSING")].startswith("amount: NULL")
+
+
+def test_rows_outside_their_domain_are_held_and_nothing_else_changes(
+    runs: dict[str, Any], coded: dict[str, Any]
+) -> None:
+    def accounts(run: str) -> dict[str, dict[str, Any]]:
+        rows = _table(runs, run, "billing_account")
+        return {a["legacy_account_no"]: {k: v for k, v in a.items() if k != "run_id"} for a in rows}
+
+    clean, damaged = accounts("clean"), accounts("coded")
+    assert set(clean) - set(damaged) == set(coded["accounts"])
+    assert all(damaged[a] == clean[a] for a in damaged)
+    lineage = {
+        (r["entity"], r["legacy_key"]): r["outcome"] for r in _table(runs, "coded", "lineage")
+    }
+    assert lineage[("bonuses", coded["bonus"])] == "exception"
+    assert lineage[("payments", coded["payment"])] == "exception"
