@@ -169,7 +169,7 @@ CLIENTS = Entity(
     key="client_id",
     doc="Legal persons and individuals who hold accounts.",
     columns=(
-        _c("client_id", INT, "legacy client number", nullable=False),
+        _c("client_id", INT, "legacy client number", nullable=False, required=True),
         _c("name", TXT, "full name or company name, Cyrillic", length=200),
         _c("national_id", TXT, "IIN (individual) or BIN (corporate), 12 digits", length=32),
         _c("client_type", TXT, "individual or corporate"),
@@ -185,7 +185,7 @@ ACCOUNTS = Entity(
     key="account_no",
     doc="Personal accounts (лицевые счета): where money is held or owed.",
     columns=(
-        _c("account_no", TXT, "legacy account number", nullable=False),
+        _c("account_no", TXT, "legacy account number", nullable=False, required=True),
         _c("client_id", INT, "owning client"),
         _c("brand", TXT, "kcell or activ"),
         _c(
@@ -218,7 +218,7 @@ LINES = Entity(
     key="iccid",
     doc="SIM lines: a number on a SIM card attached to an account.",
     columns=(
-        _c("iccid", TXT, "SIM card serial, 20 digits", nullable=False, length=32),
+        _c("iccid", TXT, "SIM card serial, 20 digits", nullable=False, required=True, length=32),
         _c("msisdn", TXT, "phone number as legacy stores it", length=32),
         _c("account_no", TXT, "account the line is attached to"),
         _c("status", TXT, "active, suspended or terminated"),
@@ -240,7 +240,7 @@ TARIFFS = Entity(
     key="tariff_code",
     doc="The legacy tariff catalogue.",
     columns=(
-        _c("tariff_code", TXT, "legacy tariff code", nullable=False),
+        _c("tariff_code", TXT, "legacy tariff code", nullable=False, required=True),
         _c("name", TXT, "commercial name", length=200),
         _c("monthly_fee", MONEY, "monthly subscription fee in major units"),
         _c("currency", TXT, "ISO 4217 code", length=3),
@@ -258,7 +258,7 @@ SUBSCRIPTIONS = Entity(
     key="subscription_id",
     doc="Tariff subscriptions of lines.",
     columns=(
-        _c("subscription_id", INT, "legacy subscription number", nullable=False),
+        _c("subscription_id", INT, "legacy subscription number", nullable=False, required=True),
         _c("msisdn", TXT, "line the tariff is on", length=32),
         _c("tariff_code", TXT, "subscribed tariff"),
         _c("started_at", TS, "original start"),
@@ -283,7 +283,7 @@ PAYMENTS = Entity(
     key="payment_id",
     doc="Payments and top-ups.",
     columns=(
-        _c("payment_id", INT, "legacy payment number", nullable=False),
+        _c("payment_id", INT, "legacy payment number", nullable=False, required=True),
         _c("account_no", TXT, "credited account"),
         _c("amount", MONEY, "amount in major units", required=True),
         _c("currency", TXT, "ISO 4217 code", length=3),
@@ -308,7 +308,7 @@ CHARGES = Entity(
     key="charge_id",
     doc="Rated charges: usage, fees and value-added services.",
     columns=(
-        _c("charge_id", INT, "legacy charge number", nullable=False),
+        _c("charge_id", INT, "legacy charge number", nullable=False, required=True),
         _c("account_no", TXT, "charged account"),
         _c("msisdn", TXT, "line that used the service", length=32),
         _c(
@@ -336,7 +336,7 @@ ORDERS = Entity(
     key="order_id",
     doc="Customer orders (tariff changes, new numbers, SIM swaps, ...).",
     columns=(
-        _c("order_id", INT, "legacy order number", nullable=False),
+        _c("order_id", INT, "legacy order number", nullable=False, required=True),
         _c("account_no", TXT, "ordering account"),
         _c("msisdn", TXT, "line concerned", length=32),
         _c("kind", TXT, "tariff_change, new_number, vas, sim_swap, port_in, ..."),
@@ -354,7 +354,7 @@ BONUSES = Entity(
     key="bonus_id",
     doc="Bonus balances: money, data or voice minutes.",
     columns=(
-        _c("bonus_id", INT, "legacy bonus number", nullable=False),
+        _c("bonus_id", INT, "legacy bonus number", nullable=False, required=True),
         _c("account_no", TXT, "account holding the bonus"),
         _c(
             "kind",

@@ -68,6 +68,11 @@ class ReasonCode(StrEnum):
         Severity.BLOCK,
         "a code outside its column's allowed values (case-sensitive); the row is held",
     )
+    DUPLICATE_KEY = (
+        "DUPLICATE_KEY",
+        Severity.BLOCK,
+        "two or more rows share one legacy key (a table without a primary key); each is held",
+    )
     DATE_UNPARSEABLE = (
         "DATE_UNPARSEABLE",
         Severity.BLOCK,

@@ -398,6 +398,8 @@ class _EntityExtractor:
         self.after = _Totals()
         self.withheld = _Totals()
         self.last_key: object = None
+        self.last_key_copied = False
+        """Whether the previous chunk's last row is already listed as a duplicate key."""
         self.watermark: datetime | None = None
 
     def run(
@@ -686,7 +688,8 @@ class _EntityExtractor:
             issues.extend(column_issues)
             issues.extend(domain_issues(column, raw[column.name], array))
         table = pa.Table.from_arrays(arrays, schema=self.entity.arrow_schema())
-        self._check_order(table)
+        carried, duplicates = self._check_keys(table)
+        issues.extend(duplicates)
         keep = self._cutoff_mask(table)
         late = 0 if keep is None else len(keep) - int(pc.sum(keep).as_py() or 0)
         if late:
@@ -705,7 +708,7 @@ class _EntityExtractor:
             table = table.filter(keep)
             exponents = _take(exponents, keep)
         self._account_totals(table, self.kept, raw, issues, exponents)
-        return table, [self._exception_row(table, raw, i) for i in issues], late
+        return table, [*carried, *(self._exception_row(table, raw, i) for i in issues)], late
 
     def _exponents(self, raw: RawColumns) -> tuple[Any, list[int]]:
         if "currency" in raw:
@@ -718,12 +721,21 @@ class _EntityExtractor:
             return np.array(per_row, dtype=np.int64), []
         return None, []
 
-    def _check_order(self, table: pa.Table) -> None:
+    def _check_keys(self, table: pa.Table) -> tuple[list[dict[str, Any]], list[Issue]]:
+        """Refuse rows out of key order; list every copy of a key that appears more than once.
+
+        A legacy table without a primary key can hold one ``account_no`` twice: each copy is
+        ``DUPLICATE_KEY`` (block), so map holds them all and load never meets a raw UNIQUE
+        error. Rows come in key order, so copies are neighbours, possibly across two chunks:
+        the previous chunk's last row is then listed here (``carried``).
+        """
         keys = table.column(self.entity.key).combine_chunks()
         if len(keys) == 0:
-            return
+            return [], []
         previous = pa.array([self.last_key], type=keys.type) if self.last_key is not None else None
         series = pa.concat_arrays([previous, keys]) if previous is not None else keys
+        carried: list[dict[str, Any]] = []
+        issues: list[Issue] = []
         if len(series) > 1:
             ordered = pc.all(pc.greater_equal(series[1:], series[:-1])).as_py()
             if ordered is False:
@@ -732,7 +744,33 @@ class _EntityExtractor:
                     f"({self.entity.key}), so snapshots would differ between engines",
                     hint='make the key column sort bytewise, e.g. COLLATE "C" on PostgreSQL',
                 )
+            same = pc.fill_null(pc.equal(series[1:], series[:-1]), False)
+            same_next = same.to_numpy(zero_copy_only=False)
+            copies = np.zeros(len(series), dtype=np.bool_)
+            copies[1:] |= same_next
+            copies[:-1] |= same_next
+            offset = 1 if previous is not None else 0
+            if offset and copies[0] and not self.last_key_copied:
+                carried.append(self._duplicate_row(self.last_key))
+            issues = [
+                Issue(int(i), self.entity.key, ReasonCode.DUPLICATE_KEY, _duplicate(keys[int(i)]))
+                for i in np.flatnonzero(copies[offset:])
+            ]
+            self.last_key_copied = bool(copies[-1])
         self.last_key = keys[-1].as_py()
+        return carried, issues
+
+    def _duplicate_row(self, key: object) -> dict[str, Any]:
+        code = ReasonCode.DUPLICATE_KEY
+        return {
+            "entity": self.entity.name,
+            "legacy_key": str(key),
+            "column": self.entity.key,
+            "reason_code": code.value,
+            "severity": code.severity.value,
+            "detail": _duplicate(pa.scalar(key)),
+            "amount_minor": None,
+        }
 
     def _cutoff_mask(self, table: pa.Table) -> pa.ChunkedArray | None:
         if self.entity.arrival is None or table.num_rows == 0:
@@ -921,6 +959,10 @@ def _take_raw(raw: RawColumns, keep: list[int]) -> RawColumns:
 
 def _python_value(values: Sequence[Any] | pa.Array, index: int) -> Any:
     return values[index].as_py() if isinstance(values, pa.Array) else values[index]
+
+
+def _duplicate(key: pa.Scalar) -> str:
+    return f"{key.as_py()!r} is the key of more than one legacy row: legacy must keep one"
 
 
 def _python_values(values: Sequence[Any] | pa.Array) -> Sequence[Any]:

@@ -24,8 +24,10 @@ import pytest
 
 from migrate.core.config import load_config
 from migrate.extract.run import run_extract
+from migrate.load.run import run_load
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
+from validate.run import run_validate
 
 TOO_BIG = "99999999999999999999"
 
@@ -219,3 +221,57 @@ def test_rows_outside_their_domain_are_held_and_nothing_else_changes(
     }
     assert lineage[("bonuses", coded["bonus"])] == "exception"
     assert lineage[("payments", coded["payment"])] == "exception"
+
+
+# -- duplicate keys in legacy tables without a primary key ---------------------------------------
+
+
+def _without_primary_key(conn: sqlite3.Connection, table: str) -> None:
+    conn.execute(f"CREATE TABLE copy_of AS SELECT * FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE copy_of RENAME TO {table}")
+
+
+def test_duplicate_keys_are_held_at_extract_not_refused_raw_at_load(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # observed: a duplicate account_no reached load as a raw UNIQUE error; a duplicate payment
+    # id gave two rows; two conflicting rows for one tariff code passed silently
+    legacy, target = tmp_path / "legacy.sqlite", tmp_path / "target.sqlite"
+    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    with sqlite3.connect(legacy) as conn:
+        for table in ("accounts", "payments", "tariffs"):
+            _without_primary_key(conn, table)
+        account = _accounts_of(legacy, 7)[0]
+        payment = _first(conn, "SELECT max(payment_id) FROM payments")
+        tariff = _first(conn, "SELECT min(tariff_code) FROM tariffs")
+        conn.execute("INSERT INTO accounts SELECT account_no, client_id, brand, payment_type, "
+                     "currency, balance + 1, credit_limit, status, opened_at, closed_at, region "
+                     "FROM accounts WHERE account_no = ?", (account,))  # fmt: skip
+        conn.execute("INSERT INTO payments SELECT * FROM payments WHERE payment_id = ?", (payment,))
+        conn.execute("INSERT INTO tariffs SELECT tariff_code, name, monthly_fee + 100, currency, "
+                     "data_mb, kind, has_video, status FROM tariffs WHERE tariff_code = ?",
+                     (tariff,))  # fmt: skip
+    environ = {
+        "BILLMIG_SOURCE_URL": f"sqlite:///{legacy}",
+        "BILLMIG_TARGET_URL": f"sqlite:///{target}",
+    }
+    config = load_config(runs["root"] / "billmig.toml", environ=environ)
+    run = f"dup-{uuid.uuid4().hex[:8]}"
+    assert run_extract(config, run_id=run).exit_code == 0
+    found = pq.read_table(runs["root"] / "runs" / run / "snapshot" / "exceptions.parquet")
+    duplicates = sorted((e["entity"], e["legacy_key"]) for e in found.to_pylist()
+                        if e["reason_code"] == "DUPLICATE_KEY")  # fmt: skip
+    assert duplicates == sorted(
+        [("accounts", account)] * 2 + [("payments", payment)] * 2 + [("tariffs", tariff)] * 2
+    )  # fmt: skip: every copy
+    run_map(config, run_id=run)
+    assert run_load(config, run_id=run).exit_code == 0  # no raw UNIQUE error
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM billing_account WHERE legacy_account_no = ?",
+                            (account,)).fetchone() == (0,)  # fmt: skip
+        assert conn.execute("SELECT count(*) FROM pending_payment WHERE legacy_payment_id = ?",
+                            (payment,)).fetchone() == (0,)  # fmt: skip
+    verdict = run_validate(config, run_id=run)
+    failed = {c.name for c in verdict.criteria if not c.passed}
+    assert failed <= {"review-level exceptions within threshold"}  # 60 accounts: threshold 1

@@ -141,5 +141,6 @@ def test_planted_codes_cover_the_snapshot_catalogue() -> None:
         ReasonCode.CURRENCY_UNKNOWN,
         ReasonCode.VALUE_MISSING,  # value domains: damaged databases in test_hostile.py
         ReasonCode.CODE_UNKNOWN,
+        ReasonCode.DUPLICATE_KEY,
     }
     assert set(PLANTED_CODES) == set(ReasonCode) - not_planted
