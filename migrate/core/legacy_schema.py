@@ -44,6 +44,8 @@ class Column:
     """The column's value domain when it holds codes: the only values allowed, case-sensitive.
     Extract raises ``CODE_UNKNOWN`` (block) for any other, so mapper and validator read one
     set: a row with an unknown code is held, never guessed."""
+    printable: bool = False
+    """A name: control characters are removed and reported (``TEXT_CONTROL_CHARS``)."""
     required: bool = False
     """Extract raises ``VALUE_MISSING`` (block) where the value is NULL (a profile's CASE that
     left a legacy code unmapped gives NULL too): the row is held, never defaulted."""
@@ -150,8 +152,9 @@ def _c(
     length: int = 64,
     codes: tuple[str, ...] = (),
     required: bool = False,
+    printable: bool = False,
 ) -> Column:
-    return Column(name, kind, doc, nullable, length, codes, required)
+    return Column(name, kind, doc, nullable, length, codes, printable, required)
 
 
 TXT, INT, BOOL, DATE, TS, MONEY, QTY = (
@@ -170,7 +173,7 @@ CLIENTS = Entity(
     doc="Legal persons and individuals who hold accounts.",
     columns=(
         _c("client_id", INT, "legacy client number", nullable=False, required=True),
-        _c("name", TXT, "full name or company name, Cyrillic", length=200),
+        _c("name", TXT, "full name or company name, Cyrillic", length=200, printable=True),
         _c("national_id", TXT, "IIN (individual) or BIN (corporate), 12 digits", length=32),
         _c("client_type", TXT, "individual or corporate"),
         _c("created_at", TS, "when the client was registered"),
@@ -241,7 +244,7 @@ TARIFFS = Entity(
     doc="The legacy tariff catalogue.",
     columns=(
         _c("tariff_code", TXT, "legacy tariff code", nullable=False, required=True),
-        _c("name", TXT, "commercial name", length=200),
+        _c("name", TXT, "commercial name", length=200, printable=True),
         _c("monthly_fee", MONEY, "monthly subscription fee in major units"),
         _c("currency", TXT, "ISO 4217 code", length=3),
         _c("data_mb", INT, "included data in MB; null if none"),

@@ -73,6 +73,11 @@ class ReasonCode(StrEnum):
         Severity.BLOCK,
         "two or more rows share one legacy key (a table without a primary key); each is held",
     )
+    TEXT_CONTROL_CHARS = (
+        "TEXT_CONTROL_CHARS",
+        Severity.REVIEW,
+        "control characters (NUL, BEL, ESC …) in a name; removed, the raw text in the detail",
+    )
     DATE_UNPARSEABLE = (
         "DATE_UNPARSEABLE",
         Severity.BLOCK,
@@ -171,5 +176,5 @@ class ReasonCode(StrEnum):
     ENCODING_DAMAGE = (
         "ENCODING_DAMAGE",
         Severity.REVIEW,
-        "text damaged by a wrong encoding round trip (mojibake) in a name",
+        "text damaged by a wrong encoding: mojibake in a name, or bytes that are not UTF-8",
     )

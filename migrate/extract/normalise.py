@@ -67,7 +67,7 @@ def normalise_column(
         return _integers(column, values)
     if column.kind is Kind.BOOL:
         return _booleans(column, values)
-    return _text(values), []
+    return _checked_text(column, _text(values))
 
 
 def domain_issues(column: Column, raw: RawColumn, array: pa.Array) -> list[Issue]:
@@ -128,12 +128,63 @@ def _money(column: Column, values: RawColumn, ctx: ColumnContext) -> tuple[pa.Ar
     return array, issues
 
 
+_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
+"""Control characters a name never holds: C0 but tab, newline and carriage return, and DEL.
+C1 (U+0080–U+009F) stays: it is what UTF-8 read as Latin-1 leaves, the evidence map's
+``ENCODING_DAMAGE`` check reads and the repair reverses."""
+
+
+def _checked_text(column: Column, array: pa.Array) -> tuple[pa.Array, list[Issue]]:
+    """Text as valid UTF-8, and names without control characters, each repair an issue.
+
+    Invalid UTF-8 (a legacy that stored bytes of another encoding) would make the snapshot
+    unreadable: the bad bytes become U+FFFD and the value is ``ENCODING_DAMAGE`` (review).
+    In a name, NUL, BEL, ESC and the other control characters are removed by this rule and
+    the value is ``TEXT_CONTROL_CHARS`` (review), the raw text escaped in the detail.
+    """
+    issues: list[Issue] = []
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        array, issues = _repaired_utf8(column, array)
+    if column.printable and len(array):
+        dirty = pc.fill_null(pc.match_substring_regex(array, _CONTROL), False)
+        positions = np.flatnonzero(dirty.to_numpy(zero_copy_only=False))
+        if len(positions):
+            raw = array.to_pylist()
+            for i in positions.tolist():
+                detail = f"control characters removed from {raw[i]!r}"
+                issues.append(Issue(i, column.name, ReasonCode.TEXT_CONTROL_CHARS, detail))
+            array = pc.replace_substring_regex(array, _CONTROL, "")
+    return array, issues
+
+
+def _repaired_utf8(column: Column, array: pa.Array) -> tuple[pa.Array, list[Issue]]:
+    raw = array.cast(pa.binary()).to_pylist()  # the same buffers, read as bytes
+    values: list[str | None] = []
+    issues: list[Issue] = []
+    for i, value in enumerate(raw):
+        if value is None:
+            values.append(None)
+            continue
+        try:
+            values.append(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            values.append(value.decode("utf-8", errors="replace"))
+            detail = f"invalid UTF-8 {value!r}; the bad bytes became U+FFFD"
+            issues.append(Issue(i, column.name, ReasonCode.ENCODING_DAMAGE, detail))
+    return pa.array(values, type=pa.string()), issues
+
+
 def _text(values: RawColumn) -> pa.Array:
     if isinstance(values, pa.Array):
         return values.cast(pa.string())
     try:
         return pa.array(values, type=pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if any(isinstance(v, bytes) for v in values):  # as stored: _checked_text says if bad
+            encoded = [v if isinstance(v, bytes) or v is None else str(v).encode() for v in values]
+            return pa.array(encoded, type=pa.binary()).view(pa.string())
         return pa.array([_as_text(v) for v in values], type=pa.string())
 
 

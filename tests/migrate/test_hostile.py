@@ -275,3 +275,34 @@ def test_duplicate_keys_are_held_at_extract_not_refused_raw_at_load(
     verdict = run_validate(config, run_id=run)
     failed = {c.name for c in verdict.criteria if not c.passed}
     assert failed <= {"review-level exceptions within threshold"}  # 60 accounts: threshold 1
+
+
+# -- damaged text ---------------------------------------------------------------------------------
+
+
+def test_damaged_names_are_repaired_by_a_stated_rule_and_reported(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # observed: invalid UTF-8 in a name crashed map (ArrowException "Wrapping …"); NUL, BEL and
+    # ESC inside names reached party.name
+    legacy = tmp_path / "legacy.sqlite"
+    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    with sqlite3.connect(legacy) as conn:
+        conn.execute("UPDATE clients SET name = CAST(X'C328416C6D61' AS TEXT) WHERE client_id = 3")
+        conn.execute("UPDATE clients SET name = 'Bad' || char(7) || 'Name' || char(27) "
+                     "WHERE client_id = 4")  # fmt: skip
+        conn.execute("UPDATE clients SET name = 'Nul' || char(0) || 'X' WHERE client_id = 5")
+    config = load_config(runs["root"] / "billmig.toml",
+                         environ={"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}"})  # fmt: skip
+    run = f"text-{uuid.uuid4().hex[:8]}"
+    assert run_extract(config, run_id=run).exit_code == 0
+    assert run_map(config, run_id=run).exit_code in (0, 1)
+    rows = _table(runs, run, "exceptions")
+    found = {
+        (e["legacy_key"], e["reason_code"]): e["detail"] for e in rows if e["entity"] == "clients"
+    }
+    assert "b'\\xc3(Alma'" in found[("3", "ENCODING_DAMAGE")]
+    assert "'Bad\\x07Name\\x1b'" in found[("4", "TEXT_CONTROL_CHARS")]
+    assert "'Nul\\x00X'" in found[("5", "TEXT_CONTROL_CHARS")]
+    names = {p["legacy_client_id"]: p["name"] for p in _table(runs, run, "party")}
+    assert (names["3"], names["4"], names["5"]) == ("\ufffd(Alma", "BadName", "NulX")
