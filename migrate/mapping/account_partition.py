@@ -128,6 +128,7 @@ def _pre_holds(accounts: pd.DataFrame, ctx: BucketContext) -> tuple[pd.Series, p
     """Blocks decided before the account rules: the extractor's, a missing client."""
     keys = accounts["account_no"]
     hold = lookup(keys, ctx.withheld.get("accounts", {})).astype("string")
+    hold[keys.isna().to_numpy()] = ReasonCode.VALUE_MISSING.value  # no account_no: held alone
     readable = accounts["client_id"].notna().to_numpy()
     client_ids = accounts["client_id"].fillna(-1).to_numpy(dtype=np.int64)
     known: npt.NDArray[np.int64] = (
@@ -377,9 +378,11 @@ def _fates(
     known: pa.Array,
     ctx: BucketContext,
 ) -> _Fates:
-    keys = rows[key].astype(str)
+    present = rows[key].notna()
+    keys = rows[key].astype("string").where(present, None)
     orphan = ~member(rows["account_no"], known)
-    withheld = lookup(keys, ctx.withheld.get(entity, {}))
+    withheld = lookup(keys.fillna(""), ctx.withheld.get(entity, {}))
+    withheld = withheld.where(present, ReasonCode.VALUE_MISSING.value)  # a NULL key: held
     own = withheld.notna().to_numpy() & ~orphan
     if account_hold is None:
         account = pd.Series([None] * len(rows), index=rows.index, dtype=object)

@@ -50,6 +50,7 @@ from migrate.core.artifacts import (
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import run_phase
+from migrate.core.legacy_schema import BY_NAME
 from migrate.core.manifest import git_state, sha256_file
 from migrate.core.numbering import NumberingPlan
 from migrate.core.processes import worker_pool
@@ -587,7 +588,7 @@ class _MapJob:
 
     def _withheld(self) -> dict[str, dict[str, str]]:
         found = self.snapshot.extract_exceptions
-        blocking = found[found["severity"] == Severity.BLOCK.value]
+        blocking = found[(found["severity"] == Severity.BLOCK.value) & found["legacy_key"].notna()]
         blocking = blocking.drop_duplicates(["entity", "legacy_key"])
         return {
             str(entity): dict(zip(rows["legacy_key"], rows["reason_code"], strict=True))
@@ -800,6 +801,20 @@ def _link_partition(
     )
 
 
+def _frame(table: pa.Table, entity: str) -> pd.DataFrame:
+    """A partition as a DataFrame whose integer key stays integer when some key is NULL.
+
+    pandas would turn an int64 column with a null into float64, and every other key into
+    ``'75.0'`` text in lineage: such a key column becomes nullable ``Int64`` instead.
+    """
+    frame: pd.DataFrame = table.to_pandas()
+    key = BY_NAME[entity].key if entity in BY_NAME else None
+    if key in frame and frame[key].dtype.kind == "f":
+        ints = table.column(key).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        frame[key] = ints.array
+    return frame
+
+
 def _report_done(on_done: Callable[[Any], None], future: Future[Any]) -> None:
     """Hand a finished worker's result to ``on_done`` (a failure is raised in task order)."""
     if not future.cancelled() and future.exception() is None:
@@ -809,7 +824,7 @@ def _report_done(on_done: Callable[[Any], None], future: Future[Any]) -> None:
 def _map_partition(paths: dict[str, Path], shared: tuple[BucketContext, str]) -> dict[str, Any]:
     """Stage 3 worker: one account partition, target tables already in their Arrow form."""
     context, run_id = shared
-    frames = {entity: read_partition(path).to_pandas() for entity, path in paths.items()}
+    frames = {entity: _frame(read_partition(path), entity) for entity, path in paths.items()}
     result: dict[str, Any] = dict(map_bucket(frames, context))
     for name in [*TARGET_SCHEMAS, "lineage"]:
         if name in result:

@@ -306,3 +306,30 @@ def test_damaged_names_are_repaired_by_a_stated_rule_and_reported(
     assert "'Nul\\x00X'" in found[("5", "TEXT_CONTROL_CHARS")]
     names = {p["legacy_client_id"]: p["name"] for p in _table(runs, run, "party")}
     assert (names["3"], names["4"], names["5"]) == ("\ufffd(Alma", "BadName", "NulX")
+
+
+def test_null_keys_in_tables_without_a_primary_key_are_held_alone(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # observed: account_no NULL in a table without a primary key crashed map; a NULL payment_id
+    # made pandas read every other payment id as a float ('75.0')
+    legacy = tmp_path / "legacy.sqlite"
+    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    with sqlite3.connect(legacy) as conn:
+        for table in ("accounts", "payments"):
+            _without_primary_key(conn, table)
+        account = _accounts_of(legacy, 6)[0]
+        conn.execute("UPDATE accounts SET account_no = NULL WHERE account_no = ?", (account,))
+        payment = _first(conn, "SELECT min(payment_id) FROM payments")
+        conn.execute("UPDATE payments SET payment_id = NULL WHERE payment_id = ?", (payment,))
+    config = load_config(runs["root"] / "billmig.toml",
+                         environ={"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}"})  # fmt: skip
+    run = f"nullkey-{uuid.uuid4().hex[:8]}"
+    assert run_extract(config, run_id=run).exit_code == 0
+    assert run_map(config, run_id=run).exit_code in (0, 1)
+    missing = {(e["entity"], e["legacy_key"]) for e in _table(runs, run, "exceptions")
+               if e["reason_code"] == "VALUE_MISSING"}  # fmt: skip
+    assert missing == {("accounts", None), ("payments", None)}
+    keys = [r["legacy_key"] for r in _table(runs, run, "lineage") if r["entity"] == "payments"]
+    assert all(k is None or k.isdigit() for k in keys)  # never '75.0'
+    assert account not in {a["legacy_account_no"] for a in _table(runs, run, "billing_account")}
