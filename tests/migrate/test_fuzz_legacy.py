@@ -32,6 +32,7 @@ from migrate.core.legacy_schema import BY_NAME, Kind
 from migrate.extract.run import run_extract
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
+from tests.migrate.helpers import new_workspace
 
 EXAMPLES = int(os.environ.get("BILLMIG_FUZZ_EXAMPLES", "12"))
 
@@ -74,9 +75,7 @@ class Cell:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("fuzz")
-    repo = Path(__file__).resolve().parents[2]
-    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text(encoding="utf-8"))
-    (root / "mappings").symlink_to(repo / "mappings")
+    new_workspace(root, signers=False)
     legacy = root / "clean.sqlite"
     run_synth(f"sqlite:///{legacy}", SynthOptions(accounts=40, seed=9, anomaly_rate=0.0),
               root / "planted.json")  # fmt: skip
@@ -127,7 +126,8 @@ def _damage(legacy: Path, damage: list[Cell]) -> tuple[list[tuple[str, str, str 
             key = keys[cell.row % len(keys)]
             rows.append((cell, key))
             touched |= _accounts_touched(conn, cell.entity, key)
-        for entity in {c.entity for c in damage if c.literal == "NULL"}:
+        keyed = {c.entity for c in damage if c.column == BY_NAME[c.entity].key}
+        for entity in keyed | {c.entity for c in damage if c.literal == "NULL"}:
             _drop_constraints(conn, entity)  # a legacy table without PRIMARY KEY / NOT NULL
         final_key = {(c.entity, k): k for c, k in rows}
         for cell, key in sorted(rows, key=lambda r: r[0].column == BY_NAME[r[0].entity].key):

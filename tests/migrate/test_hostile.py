@@ -22,11 +22,12 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from migrate.core.config import load_config
+from migrate.core.config import Config, load_config
 from migrate.extract.run import run_extract
 from migrate.load.run import run_load
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
+from tests.migrate.helpers import new_workspace
 from validate.run import run_validate
 
 TOO_BIG = "99999999999999999999"
@@ -56,9 +57,7 @@ def _damage(legacy: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("hostile")
-    repo = Path(__file__).resolve().parents[2]
-    (root / "billmig.toml").write_text((repo / "billmig.toml").read_text(encoding="utf-8"))
-    (root / "mappings").symlink_to(repo / "mappings")
+    new_workspace(root, signers=False)
     clean_db, damaged_db = root / "clean.sqlite", root / "damaged.sqlite"
     run_synth(f"sqlite:///{clean_db}", SynthOptions(accounts=60, seed=5, anomaly_rate=0.0),
               root / "planted.json")  # fmt: skip
@@ -78,6 +77,15 @@ def _table(runs: dict[str, Any], run: str, name: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = pq.read_table(runs["root"] / "runs" / run / folder /
                                                f"{name}.parquet").to_pylist()  # fmt: skip
     return rows
+
+
+def _copy_of_clean(runs: dict[str, Any], tmp_path: Path) -> tuple[Path, Config]:
+    """A copy of the clean legacy database to damage, and the workspace pointed at it."""
+    legacy = tmp_path / "legacy.sqlite"
+    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    environ = {"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}",
+               "BILLMIG_TARGET_URL": f"sqlite:///{tmp_path / 'target.sqlite'}"}  # fmt: skip
+    return legacy, load_config(runs["root"] / "billmig.toml", environ=environ)
 
 
 def test_a_damaged_client_id_crashes_nothing(runs: dict[str, Any]) -> None:
@@ -134,13 +142,10 @@ def test_one_impossible_balance_is_withheld_and_the_snapshot_reconciles(
 ) -> None:
     # observed: 1e30 and 40-digit text aborted the whole extract (decimal.InvalidOperation);
     # -9e999 made the snapshot "not reconcile" because SQLite summed it as -2^63
-    legacy = tmp_path / "legacy.sqlite"
-    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    legacy, config = _copy_of_clean(runs, tmp_path)
     victim = _accounts_of(legacy, 4)[0]
     with sqlite3.connect(legacy) as conn:
         conn.execute(f"UPDATE accounts SET balance = {literal} WHERE account_no = ?", (victim,))
-    config = load_config(runs["root"] / "billmig.toml",
-                         environ={"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}"})  # fmt: skip
     result = run_extract(config, run_id=f"balance-{uuid.uuid4().hex[:8]}")
     assert result.exit_code == 0  # reconciles: the withheld value counts on both sides alike
     snapshot = runs["root"] / "runs" / result.run_id / "snapshot"
@@ -237,8 +242,7 @@ def test_duplicate_keys_are_held_at_extract_not_refused_raw_at_load(
 ) -> None:
     # observed: a duplicate account_no reached load as a raw UNIQUE error; a duplicate payment
     # id gave two rows; two conflicting rows for one tariff code passed silently
-    legacy, target = tmp_path / "legacy.sqlite", tmp_path / "target.sqlite"
-    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    legacy, config = _copy_of_clean(runs, tmp_path)
     with sqlite3.connect(legacy) as conn:
         for table in ("accounts", "payments", "tariffs"):
             _without_primary_key(conn, table)
@@ -252,11 +256,6 @@ def test_duplicate_keys_are_held_at_extract_not_refused_raw_at_load(
         conn.execute("INSERT INTO tariffs SELECT tariff_code, name, monthly_fee + 100, currency, "
                      "data_mb, kind, has_video, status FROM tariffs WHERE tariff_code = ?",
                      (tariff,))  # fmt: skip
-    environ = {
-        "BILLMIG_SOURCE_URL": f"sqlite:///{legacy}",
-        "BILLMIG_TARGET_URL": f"sqlite:///{target}",
-    }
-    config = load_config(runs["root"] / "billmig.toml", environ=environ)
     run = f"dup-{uuid.uuid4().hex[:8]}"
     assert run_extract(config, run_id=run).exit_code == 0
     found = pq.read_table(runs["root"] / "runs" / run / "snapshot" / "exceptions.parquet")
@@ -267,7 +266,7 @@ def test_duplicate_keys_are_held_at_extract_not_refused_raw_at_load(
     )  # fmt: skip: every copy
     run_map(config, run_id=run)
     assert run_load(config, run_id=run).exit_code == 0  # no raw UNIQUE error
-    with sqlite3.connect(target) as conn:
+    with sqlite3.connect(tmp_path / "target.sqlite") as conn:
         assert conn.execute("SELECT count(*) FROM billing_account WHERE legacy_account_no = ?",
                             (account,)).fetchone() == (0,)  # fmt: skip
         assert conn.execute("SELECT count(*) FROM pending_payment WHERE legacy_payment_id = ?",
@@ -285,15 +284,12 @@ def test_damaged_names_are_repaired_by_a_stated_rule_and_reported(
 ) -> None:
     # observed: invalid UTF-8 in a name crashed map (ArrowException "Wrapping …"); NUL, BEL and
     # ESC inside names reached party.name
-    legacy = tmp_path / "legacy.sqlite"
-    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    legacy, config = _copy_of_clean(runs, tmp_path)
     with sqlite3.connect(legacy) as conn:
         conn.execute("UPDATE clients SET name = CAST(X'C328416C6D61' AS TEXT) WHERE client_id = 3")
         conn.execute("UPDATE clients SET name = 'Bad' || char(7) || 'Name' || char(27) "
                      "WHERE client_id = 4")  # fmt: skip
         conn.execute("UPDATE clients SET name = 'Nul' || char(0) || 'X' WHERE client_id = 5")
-    config = load_config(runs["root"] / "billmig.toml",
-                         environ={"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}"})  # fmt: skip
     run = f"text-{uuid.uuid4().hex[:8]}"
     assert run_extract(config, run_id=run).exit_code == 0
     assert run_map(config, run_id=run).exit_code in (0, 1)
@@ -313,8 +309,7 @@ def test_null_keys_in_tables_without_a_primary_key_are_held_alone(
 ) -> None:
     # observed: account_no NULL in a table without a primary key crashed map; a NULL payment_id
     # made pandas read every other payment id as a float ('75.0')
-    legacy = tmp_path / "legacy.sqlite"
-    shutil.copy(runs["root"] / "clean.sqlite", legacy)
+    legacy, config = _copy_of_clean(runs, tmp_path)
     with sqlite3.connect(legacy) as conn:
         for table in ("accounts", "payments"):
             _without_primary_key(conn, table)
@@ -322,8 +317,6 @@ def test_null_keys_in_tables_without_a_primary_key_are_held_alone(
         conn.execute("UPDATE accounts SET account_no = NULL WHERE account_no = ?", (account,))
         payment = _first(conn, "SELECT min(payment_id) FROM payments")
         conn.execute("UPDATE payments SET payment_id = NULL WHERE payment_id = ?", (payment,))
-    config = load_config(runs["root"] / "billmig.toml",
-                         environ={"BILLMIG_SOURCE_URL": f"sqlite:///{legacy}"})  # fmt: skip
     run = f"nullkey-{uuid.uuid4().hex[:8]}"
     assert run_extract(config, run_id=run).exit_code == 0
     assert run_map(config, run_id=run).exit_code in (0, 1)
