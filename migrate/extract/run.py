@@ -47,7 +47,7 @@ from migrate.core.artifacts import (
     WaveRef,
 )
 from migrate.core.config import Config, WaveConfig, mask_url
-from migrate.core.db import SQLITE
+from migrate.core.db import POSTGRESQL, SQLITE
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, ConfigError, InputError, SourceError
 from migrate.core.ledger import PhaseContext, latest, read_ledger, run_phase
 from migrate.core.legacy_schema import (
@@ -498,17 +498,32 @@ class _EntityExtractor:
         condition = self._wave_filter(self.entity, src)
         if reader.dialect.name == SQLITE:
             return self._sqlite_source_totals(reader, src, groups, condition)
+        if reader.dialect.name == POSTGRESQL:  # arbitrary precision: a 1e40 balance still sums
+            return self._aggregated(reader, src, groups, condition, sa.Numeric(), finite=True)
         wide = sa.Numeric(38, 0)
         return self._aggregated(reader, src, groups, condition, wide)
 
     def _micro_sums(
-        self, src: Any, sum_type: sa.types.TypeEngine[Any], only: Any = None
+        self,
+        src: Any,
+        sum_type: sa.types.TypeEngine[Any],
+        only: Any = None,
+        *,
+        finite: bool = False,
     ) -> list[Any]:
-        """SUM of each amount in micro-units (of the rows ``only`` selects, when given)."""
+        """SUM of each amount in micro-units (of the rows ``only`` selects, when given).
+
+        With ``finite`` (PostgreSQL), NUMERIC ``NaN`` and ``±Infinity`` are left out of the sum,
+        as the snapshot withholds them (``AMOUNT_UNPARSEABLE``): one NaN would make the whole
+        group's SUM NaN.
+        """
         sums = []
         for name in self.entity.total_amounts:
             factor = 1 if name in self.query.minor_units else 10**MICRO
-            value = src.c[name] if factor == 1 else sa.func.round(src.c[name] * factor)
+            amount = src.c[name]
+            if finite:
+                amount = sa.case((amount.in_(_NOT_FINITE), sa.null()), else_=amount)
+            value = amount if factor == 1 else sa.func.round(amount * factor)
             value = sa.cast(value, sum_type)
             sums.append(sa.func.sum(value if only is None else sa.case((only, value))))
         return sums
@@ -528,8 +543,10 @@ class _EntityExtractor:
         groups: list[Any],
         condition: Any,
         sum_type: sa.types.TypeEngine[Any],
+        *,
+        finite: bool = False,
     ) -> _Totals:
-        sums = self._micro_sums(src, sum_type)
+        sums = self._micro_sums(src, sum_type, finite=finite)
         select = sa.select(*groups, sa.func.count().label("rows"), *sums)
         if condition is not None:
             select = select.where(condition)
@@ -959,6 +976,12 @@ def _take_raw(raw: RawColumns, keep: list[int]) -> RawColumns:
 
 def _python_value(values: Sequence[Any] | pa.Array, index: int) -> Any:
     return values[index].as_py() if isinstance(values, pa.Array) else values[index]
+
+
+_NOT_FINITE: tuple[sa.ColumnElement[Any], ...] = tuple(
+    sa.literal_column(f"CAST('{v}' AS NUMERIC)") for v in ("NaN", "Infinity", "-Infinity")
+)
+"""PostgreSQL's non-finite NUMERIC values (``-Infinity`` and ``Infinity`` since version 14)."""
 
 
 def _duplicate(key: pa.Scalar) -> str:

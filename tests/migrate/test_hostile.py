@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from migrate.core.config import Config, load_config
 from migrate.extract.run import run_extract
@@ -326,3 +327,30 @@ def test_null_keys_in_tables_without_a_primary_key_are_held_alone(
     keys = [r["legacy_key"] for r in _table(runs, run, "lineage") if r["entity"] == "payments"]
     assert all(k is None or k.isdigit() for k in keys)  # never '75.0'
     assert account not in {a["legacy_account_no"] for a in _table(runs, run, "billing_account")}
+
+
+@pytest.mark.postgres
+def test_postgresql_nan_infinity_and_1e40_are_withheld_and_the_snapshot_reconciles(
+    postgres_url: str, runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # observed: a NUMERIC 'NaN' made the group's SUM NaN and aborted the extract
+    run_synth(postgres_url, SynthOptions(accounts=30, seed=5, anomaly_rate=0.0),
+              tmp_path / "planted.json")  # fmt: skip
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE accounts ALTER COLUMN balance TYPE numeric"))
+        rows = conn.execute(sa.text("SELECT account_no FROM accounts ORDER BY 1 LIMIT 3"))
+        victims = [r[0] for r in rows]
+        for value, account in zip(("NaN", "Infinity", "1e40"), victims, strict=True):
+            conn.execute(sa.text("UPDATE accounts SET balance = CAST(:v AS numeric) "
+                                 "WHERE account_no = :a"), {"v": value, "a": account})  # fmt: skip
+    engine.dispose()
+    config = load_config(
+        runs["root"] / "billmig.toml", environ={"BILLMIG_SOURCE_URL": postgres_url}
+    )
+    result = run_extract(config, run_id=f"pg-{uuid.uuid4().hex[:8]}")
+    assert result.exit_code == 0  # reconciles
+    snapshot = runs["root"] / "runs" / result.run_id / "snapshot"
+    found = {(e["legacy_key"], e["reason_code"])
+             for e in pq.read_table(snapshot / "exceptions.parquet").to_pylist()}  # fmt: skip
+    assert {(a, "AMOUNT_UNPARSEABLE") for a in victims} <= found
