@@ -15,6 +15,7 @@ the same E.164 value is in the same partition, so "one number live on two lines"
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from migrate.mapping.outcomes import (
     concat,
     exceptions,
     lineage,
+    lookup,
     member,
 )
 from migrate.mapping.policy import MapPolicy
@@ -59,9 +61,18 @@ def msisdn_partition_keys(msisdns: pa.Array | pa.ChunkedArray, plan: NumberingPl
     return pc.coalesce(normalise_msisdns(raw, plan), raw)
 
 
-def link_lines(lines: pd.DataFrame, subscriptions: pd.DataFrame, policy: MapPolicy) -> LinkedLines:
-    """Check the lines of a partition and attach the subscriptions to them."""
-    checked, line_exceptions = check_lines(lines, policy)
+def link_lines(
+    lines: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    policy: MapPolicy,
+    withheld: Mapping[str, str] | None = None,
+) -> LinkedLines:
+    """Check the lines of a partition and attach the subscriptions to them.
+
+    ``withheld`` holds the lines extract raised a blocking code on (an unknown status, a
+    missing iccid …): each is held by that code, and its subscriptions with it.
+    """
+    checked, line_exceptions = check_lines(lines, policy, withheld or {})
     linked, orphan_exceptions, orphan_lineage = attach_subscriptions(subscriptions, checked)
     return LinkedLines(
         lines=checked,
@@ -71,7 +82,9 @@ def link_lines(lines: pd.DataFrame, subscriptions: pd.DataFrame, policy: MapPoli
     )
 
 
-def check_lines(lines: pd.DataFrame, policy: MapPolicy) -> tuple[pd.DataFrame, pd.DataFrame]:
+def check_lines(
+    lines: pd.DataFrame, policy: MapPolicy, withheld: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalised numbers, consent state and the blocking code (if any) of every line."""
     raw = pa.array(lines["msisdn"].astype(object), type=pa.string())
     e164 = normalise_msisdns(raw, policy.numbering)
@@ -94,6 +107,11 @@ def check_lines(lines: pd.DataFrame, policy: MapPolicy) -> tuple[pd.DataFrame, p
         (ReasonCode.INVALID_MSISDN, ~valid),
     ):
         hold[mask] = code.value
+    if withheld:  # the extractor's own code wins: it names the value that is wrong
+        extract_code = lookup(lines["iccid"], withheld).to_numpy(dtype=object)
+        hold = np.where(pd.isna(extract_code), hold, extract_code)
+    no_iccid = lines["iccid"].isna().to_numpy()
+    hold[no_iccid] = ReasonCode.VALUE_MISSING.value
     checked = pd.DataFrame(
         {
             "iccid": lines["iccid"].array,

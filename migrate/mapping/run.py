@@ -622,7 +622,8 @@ class _MapJob:
         total = self.snapshot.rows("lines") + self.snapshot.rows("subscriptions")
         with out_lines, out_subs, progress.task("map lines", total) as task:
             tasks = list(zip(parts["lines"], parts["subscriptions"], strict=True))
-            for linked in self._parallel(_link_partition, tasks, self.policy):
+            withheld = self._withheld().get("lines", {})
+            for linked in self._parallel(_link_partition, tasks, (self.policy, withheld)):
                 lines, subs, found, trail = linked
                 out_lines.write(lines, partition_of(lines.column("account_no"), self.partitions))
                 out_subs.write(subs, partition_of(subs.column("account_no"), self.partitions))
@@ -785,14 +786,18 @@ def _party_partition(
 
 
 def _link_partition(
-    paths: tuple[Path, Path], policy: MapPolicy
+    paths: tuple[Path, Path], shared: tuple[MapPolicy, dict[str, str]]
 ) -> tuple[pa.Table, pa.Table, pd.DataFrame, pd.DataFrame]:
-    """Stage 2 worker: one number partition's lines and subscriptions."""
+    """Stage 2 worker: one number partition's lines and subscriptions.
+
+    ``shared`` is the policy and the lines extract withheld (iccid → its blocking code).
+    """
+    policy, withheld = shared
     lines = read_partition(paths[0]).to_pandas()
     subs = read_partition(paths[1]).to_pandas()
     for path in paths:
         path.unlink()
-    linked = link_lines(lines, subs, policy)
+    linked = link_lines(lines, subs, policy, withheld)
     return (
         to_table(linked.lines, LINKED_LINES_SCHEMA),
         to_table(linked.subscriptions, LINKED_SUBSCRIPTIONS_SCHEMA),

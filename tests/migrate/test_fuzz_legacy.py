@@ -56,6 +56,9 @@ DAMAGE: dict[tuple[str, str], tuple[str, ...]] = {
     ("subscriptions", "status"): ("'paused'", "NULL"),
     ("subscriptions", "fee_charged_through"): ("'31.02.2016'",),
     ("charges", "kind"): ("'teleport'",),
+    ("lines", "status"): ("'zombie'", "NULL", "'ACTIVE'"),
+    ("lines", "channel"): ("'street'",),
+    ("lines", "port_status"): ("'maybe'",),
     ("tariffs", "has_video"): ("'maybe'",),
     ("tariffs", "data_mb"): ("'lots'",),
 }
@@ -155,6 +158,7 @@ def _accounts_touched(conn: sqlite3.Connection, entity: str, key: object) -> set
         "accounts": "SELECT account_no FROM accounts WHERE account_no = ?",
         "clients": "SELECT account_no FROM accounts WHERE client_id = ?",
         "payments": "SELECT account_no FROM payments WHERE payment_id = ?",
+        "lines": "SELECT account_no FROM lines WHERE iccid = ?",
         "bonuses": "SELECT account_no FROM bonuses WHERE bonus_id = ?",
         "charges": "SELECT account_no FROM charges WHERE charge_id = ?",
         "subscriptions": "SELECT l.account_no FROM subscriptions s JOIN lines l "

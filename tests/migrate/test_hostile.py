@@ -354,3 +354,24 @@ def test_postgresql_nan_infinity_and_1e40_are_withheld_and_the_snapshot_reconcil
     found = {(e["legacy_key"], e["reason_code"])
              for e in pq.read_table(snapshot / "exceptions.parquet").to_pylist()}  # fmt: skip
     assert {(a, "AMOUNT_UNPARSEABLE") for a in victims} <= found
+
+
+def test_a_line_with_an_unknown_code_is_held_with_its_subscriptions(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # observed: code values outside the reference sets passed extract and map with exit 0
+    legacy, config = _copy_of_clean(runs, tmp_path)
+    with sqlite3.connect(legacy) as conn:
+        line, number = conn.execute("SELECT iccid, msisdn FROM lines ORDER BY iccid").fetchone()
+        conn.execute("UPDATE lines SET status = 'zombie' WHERE iccid = ?", (line,))
+        subscriptions = {str(r[0]) for r in conn.execute(
+            "SELECT subscription_id FROM subscriptions WHERE msisdn = ?", (number,))}  # fmt: skip
+    run = f"line-{uuid.uuid4().hex[:8]}"
+    assert run_extract(config, run_id=run).exit_code == 0
+    assert run_map(config, run_id=run).exit_code in (0, 1)
+    fate = {(r["entity"], r["legacy_key"]): (r["outcome"], r["rule"])
+            for r in _table(runs, run, "lineage")}  # fmt: skip
+    assert fate[("lines", line)] == ("exception", "CODE_UNKNOWN")
+    assert subscriptions and all(
+        fate[("subscriptions", s)] == ("held", "line CODE_UNKNOWN") for s in subscriptions
+    )
