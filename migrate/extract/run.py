@@ -778,16 +778,9 @@ class _EntityExtractor:
         return carried, issues
 
     def _duplicate_row(self, key: object) -> dict[str, Any]:
-        code = ReasonCode.DUPLICATE_KEY
-        return {
-            "entity": self.entity.name,
-            "legacy_key": str(key),
-            "column": self.entity.key,
-            "reason_code": code.value,
-            "severity": code.severity.value,
-            "detail": _duplicate(pa.scalar(key)),
-            "amount_minor": None,
-        }
+        """The exception of a previous chunk's row whose key this chunk repeats."""
+        copy = Issue(0, self.entity.key, ReasonCode.DUPLICATE_KEY, _duplicate(pa.scalar(key)))
+        return self._keyed_row(key, copy)
 
     def _cutoff_mask(self, table: pa.Table) -> pa.ChunkedArray | None:
         if self.entity.arrival is None or table.num_rows == 0:
@@ -890,12 +883,10 @@ class _EntityExtractor:
         """
         key = table.column(self.entity.key)[issue.index].as_py()
         if key is None:
-            raw_keys = raw[self.entity.key]
-            key = (
-                raw_keys[issue.index].as_py()
-                if isinstance(raw_keys, pa.Array)
-                else raw_keys[issue.index]
-            )
+            key = _python_value(raw[self.entity.key], issue.index)
+        return self._keyed_row(key, issue)
+
+    def _keyed_row(self, key: object, issue: Issue) -> dict[str, Any]:
         return {
             "entity": self.entity.name,
             "legacy_key": None if key is None else str(key),

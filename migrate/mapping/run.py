@@ -574,7 +574,7 @@ class _MapJob:
                 )
             ),
             client_ids_file=self._save_client_ids(client_ids, work),
-            withheld=self._withheld(),
+            withheld=self._withheld,
             excluded_accounts=frozenset(self.dispositions.excluded("accounts")),
         )
 
@@ -586,6 +586,7 @@ class _MapJob:
         np.save(path, np.sort(np.concatenate(parts).astype(np.int64)))
         return path
 
+    @functools.cached_property
     def _withheld(self) -> dict[str, dict[str, str]]:
         found = self.snapshot.extract_exceptions
         blocking = found[(found["severity"] == Severity.BLOCK.value) & found["legacy_key"].notna()]
@@ -622,7 +623,7 @@ class _MapJob:
         total = self.snapshot.rows("lines") + self.snapshot.rows("subscriptions")
         with out_lines, out_subs, progress.task("map lines", total) as task:
             tasks = list(zip(parts["lines"], parts["subscriptions"], strict=True))
-            withheld = self._withheld().get("lines", {})
+            withheld = self._withheld.get("lines", {})
             for linked in self._parallel(_link_partition, tasks, (self.policy, withheld)):
                 lines, subs, found, trail = linked
                 out_lines.write(lines, partition_of(lines.column("account_no"), self.partitions))
@@ -692,9 +693,6 @@ class _MapJob:
         finally:
             for future in futures:
                 future.cancel()
-        # Arrow keeps freed buffers for reuse; hand them back between stages so the
-        # parent's footprint stays that of one partition's results.
-        pa.default_memory_pool().release_unused()
         # Arrow keeps freed buffers for reuse; hand them back between stages so the
         # parent's footprint stays that of one partition's results.
         pa.default_memory_pool().release_unused()
@@ -793,8 +791,8 @@ def _link_partition(
     ``shared`` is the policy and the lines extract withheld (iccid → its blocking code).
     """
     policy, withheld = shared
-    lines = read_partition(paths[0]).to_pandas()
-    subs = read_partition(paths[1]).to_pandas()
+    lines = _frame(read_partition(paths[0]), "lines")
+    subs = _frame(read_partition(paths[1]), "subscriptions")
     for path in paths:
         path.unlink()
     linked = link_lines(lines, subs, policy, withheld)
