@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from migrate.core.artifacts import Artifact
+from migrate.core.bridge import Bridge
 
 Cell = str | int | None
 """A value in a control-total row: a label (brand, currency, band) or a count or sum."""
@@ -111,6 +112,9 @@ class Totals(Artifact):
     money_by_currency: Mapping[str, CurrencyMoney]
     control_totals: ControlTotals
     rows: RowAccounting
+    bridges: tuple[Bridge, ...] = ()
+    """Per currency, legacy balances → each explained movement → target net
+    (:mod:`migrate.core.bridge`); empty in totals written before the bridge existed."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,10 +62,12 @@ def artifacts(run: RunDir) -> dict[str, str]:
     """Every artifact of the run: relative path → SHA-256.
 
     Not the pack's manifest, signature, checksums and sign-offs: they are about the artifacts.
+    Not the cutover gate's records either (``cutover/``): the gate writes them after the pack.
     """
     found: dict[str, str] = {}
+    after_the_pack = run.cutover_record_at_root  # the gate's record, written after the pack
     for path in sorted(run.path.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
+        if path.is_file() and not path.name.startswith(".") and path != after_the_pack:
             found[path.name] = sha256_file(path)
     about = run.signoff.not_artifacts
     for folder in PACKED_FOLDERS:

@@ -29,19 +29,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from migrate.core.artifacts import DeltaRecord, ExtractRecord, LoadRecord, MapRecord
+from migrate.core.artifacts import DeltaRecord
 from migrate.core.config import Config
+from migrate.core.display import count, money
 from migrate.core.errors import EXIT_OK, InputError
-from migrate.core.ledger import rolled_back_since, run_phase
+from migrate.core.ledger import LedgerEntry, read_ledger, rolled_back_since, run_phase
 from migrate.core.manifest import sha256_file
 from migrate.core.progress import SILENT, Progress, Task
 from migrate.core.provenance import operator
 from migrate.core.rendering import TableData
 from migrate.core.runs import PackFolder, PhaseFiles, RunDir, ValidationFolder
 from validate.artifacts import Totals, Verdict
-from validate.charts import bar_chart
+from validate.charts import SEVERITY_COLOURS, bar_chart, coloured_bars, waterfall
 from validate.masking import Masker, masking_secret, neutralise
 from validate.pack import read_signoffs, tool_version, write_manifest
+from validate.readiness import assess
 from validate.signing import BUILDER, load_registry, signing_key
 
 SAMPLES_PER_CODE = 3
@@ -164,7 +166,8 @@ def _build(
     validation = run.validation
     if not validation.manifest.is_file():
         raise InputError(f"run {run_id} has not been validated", hint="run billmig validate first")
-    signing = signing_key(config, load_registry(config), BUILDER, signer)
+    registry = load_registry(config)
+    signing = signing_key(config, registry, BUILDER, signer)
     out = run.signoff
     _clear(out)
     for source in _copied(validation):
@@ -179,7 +182,9 @@ def _build(
     steps.advance(1)
     who = operator()
     verdict = Verdict.read(validation.verdict)
+    readiness = assess(config, run, registry, manifest_sha256=None, check_pack=False)
     context = _context(config, run, verdict, exceptions, masker, who)
+    context["readiness"] = readiness.to_dict()
     html = _render(context)
     out.report_html.write_text(html, encoding="utf-8")
     steps.advance(1)
@@ -266,7 +271,8 @@ def _context(
 ) -> dict[str, Any]:
     validation = run.validation
     totals = Totals.read(validation.totals)
-    phases = _phases(run, verdict)
+    locale = config.workspace.locale
+    phases = _phases(config, run)
     codes = _by_code(exceptions)
     gx = {name: _gx_findings(validation.gx_suite(name)) for name in ("target", "snapshot")}
     signoffs, _ = read_signoffs(run)
@@ -274,6 +280,7 @@ def _context(
     delta = DeltaRecord.read_if_present(run.delta_record)
     return {
         "run_id": run.run_id,
+        "locale": locale,
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "operator": operator,
         "tool_version": tool_version(),
@@ -281,22 +288,18 @@ def _context(
         "hashes": _hashes(config, run),
         "verdict": verdict.to_dict(),
         "totals": totals.to_dict(),
+        "bridges": _bridges(totals, locale),
+        "differences": _differences(validation.differences, masker),
         "phases": phases,
         "codes": codes,
         "gx": {name: _gx_summary(found) for name, found in gx.items()},
+        "validation_manifest_sha256": sha256_file(validation.manifest),
         "delta": delta.to_dict() if delta else None,
         "roles": config.signoff.roles,
         "signoffs": [s.to_dict() for s in signoffs],
         "charts": {
             "balances": _balance_chart(distribution, config.workspace.default_currency),
-            "exceptions": bar_chart(
-                "Exceptions by reason code",
-                [(f"{c['code']} ({c['entity']})", [c["rows"]]) for c in codes],
-                ["rows"],
-            ),
-            "phases": bar_chart(
-                "Phase durations", [(p["phase"], [p["seconds"]]) for p in phases], ["s"], " s"
-            ),
+            "exceptions": _exceptions_chart(codes),
         },
     }
 
@@ -305,27 +308,107 @@ def _gx_summary(findings: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "passed": sum(bool(f["success"]) for f in findings),
         "failed": [f for f in findings if not f["success"]],
+        "all": sorted(findings, key=lambda f: (bool(f["success"]), f["table"], f["expectation"])),
     }
 
 
-def _phases(run: RunDir, verdict: Verdict) -> list[dict[str, Any]]:
-    """Who ran each phase, when it ended and how long it took, from the phases' own records."""
-    records: list[tuple[str, ExtractRecord | MapRecord | LoadRecord | Verdict | None]] = [
-        ("extract", ExtractRecord.read_if_present(run.extract_record)),
-        ("map", MapRecord.read_if_present(run.map_record)),
-        ("load", LoadRecord.read_if_present(run.load_record)),
-        ("validate", verdict),
-    ]
-    return [
-        {
-            "phase": phase,
-            "seconds": record.seconds,
-            "operator": record.operator,
-            "finished_at": record.finished_at,
-        }
-        for phase, record in records
-        if record is not None
-    ]
+def _bridges(totals: Totals, locale: str) -> list[dict[str, Any]]:
+    """Each currency's bridge as the report shows it: major units, counts, a waterfall."""
+    out = []
+    for found in totals.bridges:
+
+        def major(amount: int, currency: str = found.currency) -> str:
+            return money(amount, currency, locale)
+
+        lines = [
+            {
+                "label": line.label,
+                "total": line.key in ("legacy", "target_net"),
+                "accounts": "" if line.accounts is None else count(line.accounts, locale),
+                "amount": major(line.amount_minor),
+                "reasons": [
+                    (why, count(n, locale), major(a)) for why, (n, a) in line.by_reason.items()
+                ],
+            }
+            for line in found.lines
+        ]
+        steps = [(line.label, line.amount_minor, major(line.amount_minor)) for line in found.lines]
+        out.append(
+            {
+                "currency": found.currency,
+                "lines": lines,
+                "explained": major(found.explained_minor),
+                "difference": major(found.difference_minor),
+                "balanced": found.difference_minor == 0,
+                "chart": waterfall(f"{found.currency}: legacy balances to target net", steps),
+            }
+        )
+    return out
+
+
+DIFFERENCES_SHOWN = 50
+"""Differing fields the report lists; differences.csv holds every one."""
+DIFFERENCE_COLUMNS = ("legacy_account_no", "field", "expected", "actual")
+
+
+def _differences(path: Path, masker: Masker) -> dict[str, Any]:
+    """Per field, how many accounts differ, and the first differences, masked (streamed)."""
+    per_field: dict[str, int] = {}
+    shown: list[tuple[str, str, str, str]] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            per_field[row["field"]] = per_field.get(row["field"], 0) + 1
+            if len(shown) < DIFFERENCES_SHOWN:
+                account, field, want, have = (masker.text(row[k] or "") for k in DIFFERENCE_COLUMNS)
+                shown.append((account, field, want, have))
+    return {
+        "fields": sorted(per_field.items(), key=lambda item: (-item[1], item[0])),
+        "rows": shown,
+        "total": sum(per_field.values()),
+    }
+
+
+def _exceptions_chart(codes: list[dict[str, Any]]) -> str:
+    """Rows per reason code and entity, most first, each bar in its severity's colour."""
+    ranked = sorted(codes, key=lambda c: (-c["rows"], c["code"], c["entity"]))
+    return coloured_bars(
+        "Exceptions by reason code (rows), coloured by severity",
+        [
+            (f"{c['code']} ({c['entity']})", c["rows"], SEVERITY_COLOURS[c["severity"]])
+            for c in ranked
+        ],
+        [(name, colour) for name, colour in SEVERITY_COLOURS.items()],
+    )
+
+
+def _phases(config: Config, run: RunDir) -> list[dict[str, Any]]:
+    """Every phase the ledger recorded for the run: who, on which host, when, the outcome."""
+    started: dict[str, LedgerEntry] = {}
+    out = []
+    for entry in read_ledger(config.runs_path):
+        if entry.run_id != run.run_id:
+            continue
+        if entry.outcome == "started":
+            started[entry.phase] = entry
+            continue
+        begun = started.pop(entry.phase, None)
+        out.append(
+            {
+                "phase": entry.phase,
+                "outcome": entry.outcome,
+                "operator": entry.operator,
+                "host": entry.host,
+                "started_at": _when(begun.at if begun else None),
+                "finished_at": _when(entry.at),
+                "seconds": entry.seconds,
+                "note": entry.message or "",
+            }
+        )
+    return out
+
+
+def _when(at: str | None) -> str:
+    return "" if at is None else at.replace("T", " ").replace("+00:00", " UTC")
 
 
 def _hashes(config: Config, run: RunDir) -> list[tuple[str, str]]:
@@ -384,7 +467,9 @@ def _render(context: dict[str, Any]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters["n"] = lambda v: f"{int(v):,}".replace(",", " ")
+    locale = context["locale"]
+    environment.filters["n"] = lambda v: count(int(v), locale)
+    environment.filters["money"] = lambda v, currency: money(int(v), currency, locale)
     return environment.get_template("report.html.j2").render(**context)
 
 

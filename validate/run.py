@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from migrate.core.artifacts import MappedManifest, SnapshotManifest
+from migrate.core.bridge import Bridge, bridge_table
 from migrate.core.config import Config, mask_url
 from migrate.core.db import check_drivers, create_engine, translate_errors
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
@@ -46,7 +47,8 @@ from validate.artifacts import (
     ValidationManifest,
     Verdict,
 )
-from validate.expected import derive_expected, legacy_money
+from validate.bridges import bridges
+from validate.expected import derive_expected
 from validate.findings import Finding
 from validate.reconcile import balance_distribution, reconcile
 from validate.target import (
@@ -91,6 +93,8 @@ class ValidationResult:
     reconciliation: Reconciliation
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    bridges: tuple[Bridge, ...] = ()
+    locale: str = "en"
 
     @property
     def passed(self) -> bool:
@@ -120,20 +124,7 @@ class ValidationResult:
                 ],
                 footer=f"evidence in {self.directory}; {self.seconds:.1f} s",
             ),
-            TableData(
-                title="money by currency (minor units)",
-                headers=("currency", "legacy #", "explained #", "target net #", "difference #"),
-                rows=[
-                    (
-                        cur,
-                        t["legacy_minor"],
-                        t["explained_minor"],
-                        t["target_net_minor"],
-                        t["difference_minor"],
-                    )
-                    for cur, t in sorted(self.totals.items())
-                ],
-            ),
+            *(bridge_table(b, self.locale) for b in self.bridges),
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +139,7 @@ class ValidationResult:
             "directory": str(self.directory),
             "seconds": round(self.seconds, 3),
             "stage_seconds": self.stage_seconds,
+            "bridges": [asdict(b) for b in self.bridges],
         }
 
 
@@ -221,16 +213,16 @@ def _validate(
         with _stage(stages, "reconciliation"):
             per_account_sides(duck, run, url, cutoff, dispositions, watch)
             found = reconcile(duck, out.differences)
-            legacy = legacy_money(duck)
             distribution = balance_distribution(duck)
             watch.stages.advance(1)
         with _stage(stages, "totals and accounting"):
             checks = _target_checks(url, duck, run)
+            money_bridges = bridges(duck, run, checks.currency_totals)
             watch.stages.advance(1)
     with _stage(stages, "great expectations (waiting)"):
         gx_findings = suites.finish(out)
         watch.stages.advance(1)
-    totals = _money_totals(legacy, checks.currency_totals)
+    totals = _money_totals(money_bridges)
     criteria = (
         *_criteria(found, totals, checks.orphans),
         _accounted(checks.accounting),
@@ -251,6 +243,8 @@ def _validate(
         found,
         time.perf_counter() - started,
         stages,
+        money_bridges,
+        config.workspace.locale,
     )
     _write(
         run,
@@ -334,29 +328,18 @@ def _stage(stages: dict[str, float], name: str) -> Iterator[None]:
         stages[name] = round(time.perf_counter() - started, 3)
 
 
-def _money_totals(
-    expected: dict[str, dict[str, int]], target: dict[str, dict[str, int]]
-) -> dict[str, dict[str, int]]:
-    """``legacy + explained = target net`` per currency (write-offs explain debt that went)."""
-    out = {}
-    for currency in sorted(set(expected) | set(target)):
-        want = expected.get(currency, {"legacy_minor": 0, "explained_minor": 0})
-        have = target.get(currency, {})
-        net = (
-            have.get("main_minor", 0)
-            + have.get("bonus_money_minor", 0)
-            + have.get("pending_minor", 0)
-            - have.get("debt_minor", 0)
-        )
-        explained = want["explained_minor"] + have.get("write_off_minor", 0)
-        out[currency] = {
-            "legacy_minor": want["legacy_minor"],
-            "explained_minor": explained,
-            "target_net_minor": net,
-            "difference_minor": net - want["legacy_minor"] - explained,
-            "accounts": have.get("accounts", 0),
+def _money_totals(money_bridges: tuple[Bridge, ...]) -> dict[str, dict[str, int]]:
+    """``legacy + explained = target net`` per currency: each bridge's first and last lines."""
+    return {
+        b.currency: {
+            "legacy_minor": b.legacy.amount_minor,
+            "explained_minor": b.explained_minor,
+            "target_net_minor": b.target_net.amount_minor,
+            "difference_minor": b.difference_minor,
+            "accounts": b.target_net.accounts or 0,
         }
-    return out
+        for b in money_bridges
+    }
 
 
 def _criteria(
@@ -462,6 +445,7 @@ def _write(
         money_by_currency={cur: CurrencyMoney(**money) for cur, money in result.totals.items()},
         control_totals=control,
         rows=RowAccounting(accounting.entities, accounting.tables),
+        bridges=result.bridges,
     ).write(out.totals)
     outputs = sorted(p for p in out.path.rglob("*") if p.is_file() and p != out.manifest)
     ValidationManifest(

@@ -406,6 +406,21 @@ def cutover(state: _State, run_id: str) -> int:
 
 
 @cli.command()
+@click.option("--run", "run_id", type=RUN, required=True, help="Run the declaration is about.")
+@click.argument("what", type=click.Choice(["no-delta", "no-window"]))
+@click.option("--reason", required=True, help="Why: it is printed by the gate and the report.")
+@click.option("--withdraw", is_flag=True, help="Take a standing declaration back.")
+@pass_state
+def declare(state: _State, run_id: str, what: str, reason: str, withdraw: bool) -> int:
+    """Declare in the ledger that a run needs no delta (frozen legacy) or no window."""
+    from migrate.core.ledger import declare as record
+
+    result = record(state.config(), run_id, what, reason, withdraw=withdraw)
+    state.console.render(result)
+    return result.exit_code
+
+
+@cli.command()
 @click.option("--run", "run_id", type=RUN, required=True, help="Loaded run whose delta to replay.")
 @pass_state
 def delta(state: _State, run_id: str) -> int:
@@ -685,6 +700,7 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "compare": ("billmig compare mock-2 mock-3", ""),
     "cutover": ("billmig cutover --run w1", "BILLMIG_TARGET_URL"),
     "delta": ("billmig delta --run w1", "BILLMIG_SOURCE_URL, BILLMIG_TARGET_URL"),
+    "declare": ("billmig declare --run w1 no-delta --reason 'legacy read-only from 00:00'", ""),
     "window": ("billmig window open --from 2016-07-01 --to 2016-07-05 --run w1", ""),
     "compensate": (
         "billmig compensate mappings/compensation/kcell-2017-12-billing.toml "

@@ -44,6 +44,9 @@ class WorkspaceConfig:
     """Currency of amounts whose row has none (money bonuses)."""
     runs_dir: str = "runs"
     """Where run outputs go, relative to the workspace (git-ignored)."""
+    locale: str = "en"
+    """How reports write numbers and money (Babel's locale: ``en``, ``ru_KZ``, ``kk_KZ`` …):
+    thousands separator, decimal mark and the currency's symbol."""
 
 
 @dataclass(frozen=True)
@@ -377,6 +380,7 @@ def _build(raw: Mapping[str, Any], root: Path, digest: str) -> Config:
             f"workspace.timezone {workspace.timezone!r} is not a known time zone",
             hint="use an IANA name such as Asia/Almaty",
         ) from exc
+    _check_locale(workspace.locale)
     extract_raw = dict(raw.get("extract", {}))
     if "cutoff" in extract_raw:
         extract_raw["cutoff"] = _parse_cutoff(extract_raw["cutoff"], ZoneInfo(workspace.timezone))
@@ -558,6 +562,18 @@ def _waves(raw: Mapping[str, Any]) -> tuple[WaveConfig, ...]:
             parsed.append((column, tuple(str(v) for v in listed)))
         waves.append(WaveConfig(name, tuple(parsed)))
     return tuple(waves)
+
+
+def _check_locale(name: str) -> None:
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(name)
+    except (UnknownLocaleError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"workspace.locale {name!r} is not a known locale",
+            hint="use a name such as en, ru_KZ or kk_KZ",
+        ) from exc
 
 
 def _check_url(url: str, which: str) -> None:

@@ -44,3 +44,10 @@ class TargetError(BillmigError):
 
 class InputError(BillmigError):
     """A run directory, snapshot or file the command needs is missing or damaged."""
+
+
+class Refused(InputError):
+    """The phase declined before it changed anything (a live run's rollback without --force).
+
+    The ledger records it as ``refused``, not ``failed``: nothing went wrong.
+    """

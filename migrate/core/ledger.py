@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from migrate.core.config import Config
-from migrate.core.errors import EXIT_OK, BillmigError, InputError
+from migrate.core.errors import EXIT_OK, BillmigError, InputError, Refused
 from migrate.core.lock import workspace_lock
 from migrate.core.manifest import sha256_file
 from migrate.core.provenance import host, operator
+from migrate.core.rendering import TableData
 from migrate.core.runs import PhaseFiles, RunDir, RunsFolder, check_id
 
 PHASES = ("extract", "map", "load", "validate", "report", "cutover")
@@ -50,7 +51,8 @@ class LedgerEntry:
     phase: str
     outcome: str
     """started; ok; checks failed (ran to the end, a check did not hold); failed (stopped by
-    an error); interrupted."""
+    an error); refused (declined before changing anything); interrupted; for a declaration
+    (``declare-<what>``) declared or withdrawn."""
     operator: str
     host: str
     pid: int
@@ -267,6 +269,9 @@ def run_phase(
         except KeyboardInterrupt:
             _finish(config, files, run_id, "interrupted", started, context, "Ctrl-C")
             raise
+        except Refused as exc:
+            _finish(config, files, run_id, "refused", started, context, exc.one_line())
+            raise
         except BillmigError as exc:
             _finish(config, files, run_id, "failed", started, context, exc.one_line())
             raise
@@ -332,6 +337,19 @@ def _finish(
     _append(config.runs_path, entry)
 
 
+def went_live_at(phases: dict[str, LedgerEntry]) -> str | None:
+    """When the run whose latest entries are ``phases`` went live (None: it is not live).
+
+    Not live: never cut over, or rolled back (forced) since.
+    """
+    went_live, rollback = phases.get("cutover"), phases.get("rollback")
+    if went_live is None or went_live.outcome != "ok":
+        return None
+    if rollback is not None and rollback.outcome == "ok" and rollback.at >= went_live.at:
+        return None
+    return went_live.at
+
+
 def rolled_back_since(config: Config, run_id: str) -> str | None:
     """When the run was rolled back after its latest load, from the ledger (None: it was not)."""
     phases = latest(read_ledger(config.runs_path)).get(run_id, {})
@@ -341,3 +359,104 @@ def rolled_back_since(config: Config, run_id: str) -> str | None:
     if load is not None and load.outcome == "ok" and load.at > rollback.at:
         return None
     return rollback.at
+
+
+# -- declarations ----------------------------------------------------------------------------
+
+DECLARATIONS = {
+    "no-delta": "the legacy receives nothing after the snapshot (frozen): no delta to replay",
+    "no-window": "this cutover runs without a restricted-services window",
+}
+"""What a run may declare in the ledger instead of a record the gate would otherwise need."""
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A declaration made (or withdrawn) for a run: what, why, who, where and when."""
+
+    run_id: str
+    what: str
+    reason: str
+    operator: str
+    host: str
+    at: str
+    withdrawn: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """Always 0: recording it is the whole job."""
+        return EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    def tables(self) -> list[TableData]:
+        """The declaration in one table."""
+        verb = "withdrawn" if self.withdrawn else "declared"
+        return [
+            TableData(
+                title=f"run {self.run_id}: {self.what} {verb} in runs/ledger.jsonl",
+                headers=("", ""),
+                rows=[
+                    ("means", DECLARATIONS[self.what]),
+                    ("reason", self.reason),
+                    ("by", f"{self.operator} on {self.host}"),
+                    ("at", self.at),
+                ],
+            )
+        ]
+
+    def evidence(self) -> str:
+        """One line for the gate: who declared what, when, and why."""
+        return f"declared {self.what} by {self.operator} on {self.host} at {self.at}: {self.reason}"
+
+
+def _declaration_phase(what: str) -> str:
+    return f"declare-{what}"
+
+
+def declare(
+    config: Config, run_id: str, what: str, reason: str, *, withdraw: bool = False
+) -> Declaration:
+    """Record (or withdraw) declaration ``what`` for ``run_id`` in the ledger.
+
+    Raises:
+        InputError: an unknown declaration, an empty reason, or a run that never extracted.
+    """
+    check_id(run_id)
+    if what not in DECLARATIONS:
+        raise InputError(
+            f"no declaration {what!r}", hint=f"declare one of {', '.join(DECLARATIONS)}"
+        )
+    if not reason.strip():
+        raise InputError(
+            "a declaration needs a reason", hint="say why, e.g. --reason 'legacy frozen at 00:00'"
+        )
+    with workspace_lock(RunsFolder.of(config).lock, _declaration_phase(what), run_id):
+        if "extract" not in latest(read_ledger(config.runs_path)).get(run_id, {}):
+            raise InputError(
+                f"run {run_id} has no extract in the ledger",
+                hint="check the run id: billmig runs lists the runs",
+            )
+        entry = _entry(
+            config, _declaration_phase(what), run_id, "withdrawn" if withdraw else "declared",
+            _context_of(config, run_id), message=reason.strip(),
+        )  # fmt: skip
+        _append(config.runs_path, entry)
+    return _declaration_of(entry, what)
+
+
+def declaration(config: Config, run_id: str, what: str) -> Declaration | None:
+    """The run's standing declaration ``what`` (None: never made, or withdrawn since)."""
+    entry = latest(read_ledger(config.runs_path)).get(run_id, {}).get(_declaration_phase(what))
+    if entry is None or entry.outcome != "declared":
+        return None
+    return _declaration_of(entry, what)
+
+
+def _declaration_of(entry: LedgerEntry, what: str) -> Declaration:
+    return Declaration(
+        entry.run_id, what, entry.message or "", entry.operator, entry.host, entry.at,
+        entry.outcome == "withdrawn",
+    )  # fmt: skip

@@ -17,7 +17,8 @@ path                               written by                      read by
 ``signoff/``                       report, signoff                 verify, cutover
 ``freeze_breaches.csv``            window breaches                 cutover
 ``compensation/``                  compensate                      runbook 08
-``cutover-run.json``               cutover                         the go/no-go minutes
+``cutover/cutover-run.json``       cutover (after the pack: not    the go/no-go minutes, a
+                                   in it)                          second gate run, runs
 =================================  ==============================  ==========================
 
 A compensation is a run of its own, ``runs/compensation-<incident>/``.
@@ -492,9 +493,24 @@ class RunDir:
         return CompensationFolder(self.path / "compensation")
 
     @property
+    def cutover(self) -> Path:
+        """``cutover/``: the gate's own records, outside the signed pack (written after it)."""
+        return self.path / "cutover"
+
+    @property
     def cutover_record(self) -> Path:
-        """The gate's GO record."""
+        """The gate's GO record: the criteria, the manifest hash that went live, who, when."""
+        return self.cutover / "cutover-run.json"
+
+    @property
+    def cutover_record_at_root(self) -> Path:
+        """The GO record where older billmig wrote it (packed files: verify saw it added)."""
         return self.path / "cutover-run.json"
+
+    @property
+    def cutover_rolled_back(self) -> Path:
+        """The gate's records a forced rollback set aside: the run is no longer live."""
+        return self.path / "cutover.rolled-back"
 
 
 PACKED_FOLDERS = ("snapshot", "mapped", "delta", "validation", "compensation", "signoff")

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from migrate.core.artifacts import LoadRecord, MappedManifest, SnapshotManifest
 from migrate.core.config import Config, mask_url
 from migrate.core.db import create_engine, translate_errors
-from migrate.core.errors import EXIT_OK, InputError, TargetError
+from migrate.core.errors import EXIT_OK, InputError, Refused, TargetError
 from migrate.core.ledger import rolled_back_since, run_phase
 from migrate.core.manifest import sha256_file
 from migrate.core.progress import SILENT, Progress, Task
@@ -701,7 +701,7 @@ def _rollback(config: Config, run_id: str, force: bool, progress: Progress) -> R
                 )
     finally:
         engine.dispose()
-    _set_aside_delta(RunDir.of(config, run_id))
+    _set_aside_replays(RunDir.of(config, run_id))
     return RollbackResult(run_id, mask_url(url), outcome, tables, time.perf_counter() - started)
 
 
@@ -710,8 +710,11 @@ def _counted(task: Task, done: TableRollback) -> TableRollback:
     return done
 
 
-def _set_aside_delta(run: RunDir) -> None:
-    """The delta's record and events describe rows the rollback removed: they no longer count.
+def _set_aside_replays(run: RunDir) -> None:
+    """Set aside what described the rows the rollback removed: the delta and a GO record.
+
+    The delta's record and events no longer count, nor does the gate's record of a run that
+    was live (a forced rollback).
 
     Renamed (kept for the record), so validate after a reload expects no replayed events or
     rows until ``billmig delta`` replays again. Also done by a rerun after a kill that came
@@ -723,6 +726,9 @@ def _set_aside_delta(run: RunDir) -> None:
         os.replace(run.delta.path, aside.path)
     if run.delta_record.is_file():
         os.replace(run.delta_record, run.delta_record_rolled_back)
+    if run.cutover.is_dir():  # a forced rollback of a live run: it is live no more
+        shutil.rmtree(run.cutover_rolled_back, ignore_errors=True)
+        os.replace(run.cutover, run.cutover_rolled_back)
 
 
 def _mark_rolling_back(engine: sa.Engine, run_id: str, force: bool) -> str:
@@ -748,7 +754,7 @@ def _rollback_status(conn: sa.Connection, run_id: str, force: bool) -> str:
             sa.select(LOAD_RUN.c.status).where(LOAD_RUN.c.run_id == run_id)
         ).scalar_one_or_none()
     if status == "cut_over" and not force:
-        raise InputError(
+        raise Refused(
             f"run {run_id} was cut over: the new platform is live on it",
             hint="a rollback now loses live changes; if it is decided, add --force",
         )

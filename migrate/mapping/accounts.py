@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from migrate.core.legacy_schema import CURRENCY_EXPONENTS
 from migrate.core.reasons import ReasonCode
 from migrate.mapping.outcomes import (
     EXCEPTION_COLUMNS,
@@ -39,6 +40,7 @@ from migrate.mapping.outcomes import (
     where_or_none,
 )
 from migrate.mapping.policy import MapPolicy
+from migrate.money.arithmetic import format_major
 
 PREPAID, POSTPAID = "advance", "credit"
 
@@ -218,7 +220,7 @@ def _money_exceptions(
         rows(
             exceeded,
             ReasonCode.CREDIT_LIMIT_EXCEEDED,
-            "debt beyond the credit limit by",
+            _beyond_limit_texts(exceeded, owed, limit, currency),
             owed - limit,
         ),
         rows(
@@ -234,6 +236,28 @@ def _money_exceptions(
             main,
         ),
     ]
+
+
+def _beyond_limit_texts(
+    exceeded: np.ndarray, owed: np.ndarray, limit: np.ndarray, currency: np.ndarray
+) -> np.ndarray:
+    """``debt 1500.00 KZT beyond the credit limit 1000.00 KZT by 500.00 KZT``, per exceeding row.
+
+    Built only for the rows that exceed (few), in exact major units of each row's currency.
+    """
+    texts = np.full(len(exceeded), None, dtype=object)
+    for i in np.flatnonzero(exceeded):
+        cur = str(currency[i])
+        exponent = CURRENCY_EXPONENTS[cur]  # extract holds an account of any other currency
+
+        def major(amount: int, exponent: int = exponent, cur: str = cur) -> str:
+            return f"{format_major(int(amount), exponent)} {cur}"
+
+        texts[i] = (
+            f"debt {major(owed[i])} beyond the credit limit {major(limit[i])} "
+            f"by {major(owed[i] - limit[i])}"
+        )
+    return texts
 
 
 def _billing_accounts(

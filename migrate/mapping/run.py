@@ -47,6 +47,7 @@ from migrate.core.artifacts import (
     MoneyConservation,
     SnapshotManifest,
 )
+from migrate.core.bridge import Bridge, BridgeLine, bridge, bridge_table
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import run_phase
@@ -108,7 +109,12 @@ _ACCOUNT_ENTITIES: dict[str, tuple[str, ...] | None] = {
 
 @dataclass(frozen=True)
 class MoneyTotals:
-    """Per currency: the run's money conservation (``legacy − held = target − explained``)."""
+    """Per currency: the run's money conservation, as the bridge of :mod:`migrate.core.bridge`.
+
+    ``target net = legacy + explained``, where explained = payments in transit + money
+    bonuses + debt written off − balances of the accounts held back (validate re-derives the
+    same lines and shows the same figures).
+    """
 
     currency: str
     accounts: int
@@ -116,14 +122,31 @@ class MoneyTotals:
     withheld_balances: int
     held_balance_minor: int
     target_net_minor: int
-    explained_minor: int
+    pending_minor: int
+    bonus_money_minor: int
+    write_off_minor: int
+
+    @property
+    def explained_minor(self) -> int:
+        """Every movement of the bridge between the legacy balances and the target's net."""
+        return self.bridge().explained_minor
 
     @property
     def difference_minor(self) -> int:
-        """Zero when every minor unit is accounted for."""
-        return (self.legacy_balance_minor - self.held_balance_minor) - (
-            self.target_net_minor - self.explained_minor
-        )
+        """Zero when every minor unit is accounted for (``target net − legacy − explained``)."""
+        return self.bridge().difference_minor
+
+    def bridge(self) -> Bridge:
+        """The bridge map can draw from its own output (no delta has run yet)."""
+        lines = {
+            "pending": BridgeLine("pending", self.pending_minor),
+            "bonus_money": BridgeLine("bonus_money", self.bonus_money_minor),
+            "write_off": BridgeLine("write_off", self.write_off_minor),
+            "left_out": BridgeLine("left_out", -self.held_balance_minor),
+        }
+        legacy = BridgeLine("legacy", self.legacy_balance_minor,
+                            self.accounts - self.withheld_balances)  # fmt: skip
+        return bridge(self.currency, legacy, lines, BridgeLine("target_net", self.target_net_minor))
 
     def record(self) -> MoneyConservation:
         """The manifest's form, with the difference written out."""
@@ -152,6 +175,7 @@ class MapResult:
     totals: tuple[MoneyTotals, ...]
     coverage: dict[str, list[str]]
     seconds: float
+    locale: str = "en"
 
     @property
     def conserved(self) -> bool:
@@ -168,7 +192,7 @@ class MapResult:
         verdict = (
             "money conserved in every currency"
             if self.conserved
-            else "MONEY NOT CONSERVED: see totals in manifest.json"
+            else "MONEY NOT CONSERVED: see the bridge below and totals in manifest.json"
         )
         out = [
             TableData(
@@ -177,30 +201,7 @@ class MapResult:
                 rows=sorted(self.rows.items()),
                 footer=f"{verdict}; {self.seconds:.1f} s",
             ),
-            TableData(
-                title="money by currency (minor units)",
-                headers=(
-                    "currency",
-                    "accounts #",
-                    "legacy #",
-                    "held #",
-                    "target net #",
-                    "explained #",
-                    "difference #",
-                ),
-                rows=[
-                    (
-                        t.currency,
-                        t.accounts,
-                        t.legacy_balance_minor,
-                        t.held_balance_minor,
-                        t.target_net_minor,
-                        t.explained_minor,
-                        t.difference_minor,
-                    )
-                    for t in self.totals
-                ],
-            ),
+            *(bridge_table(t.bridge(), self.locale) for t in self.totals),
         ]
         if self.exceptions_by_reason:
             out.append(
@@ -239,7 +240,11 @@ class MapResult:
             "rows": self.rows,
             "exceptions_by_reason": self.exceptions_by_reason,
             "outcomes": self.outcomes,
-            "totals": [asdict(t) | {"difference_minor": t.difference_minor} for t in self.totals],
+            "totals": [
+                asdict(t)
+                | {"explained_minor": t.explained_minor, "difference_minor": t.difference_minor}
+                for t in self.totals
+            ],
             "coverage": self.coverage,
         }
 
@@ -309,6 +314,7 @@ def _map(config: Config, run_id: str, progress: Progress) -> MapResult:
         totals=tuple(summary["totals"]),
         coverage=summary["coverage"],
         seconds=seconds,
+        locale=config.workspace.locale,
     )
 
 
@@ -733,9 +739,9 @@ def _money_totals(parts: list[pd.DataFrame]) -> list[MoneyTotals]:
                 + values["bonus_money_minor"]
                 + values["pending_minor"]
                 - values["debt_minor"],
-                explained_minor=values["pending_minor"]
-                + values["write_off_minor"]
-                + values["bonus_money_minor"],
+                pending_minor=values["pending_minor"],
+                bonus_money_minor=values["bonus_money_minor"],
+                write_off_minor=values["write_off_minor"],
             )
         )
     return out

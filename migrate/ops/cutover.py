@@ -1,46 +1,36 @@
 """``billmig cutover --run ID``: the go/no-go gate (SPEC §9).
 
-Every criterion is printed with its evidence; the gate opens only when all hold:
+Every criterion is printed with its evidence; the gate opens only when all hold. The criteria
+are :mod:`validate.readiness`'s, the same code the report's "ready for cutover" verdict runs:
+validation PASS, the pack intact and signed, the run loaded, no undecided blocking exception,
+every role's approval of the current manifest, the delta replayed and reconciled (or a frozen
+legacy declared) and the restricted-services window open (or declared unneeded). The run
+ledger refuses a run whose phases are stale or incomplete before any criterion is read.
 
-* validation PASS, and the run's phases are current (the run ledger refuses a stale run);
-* the sign-off pack verifies (no artifact changed since it was built);
-* no blocking exception without a disposition (the run's exceptions and the freeze breaches
-  ``billmig window breaches`` recorded for it);
-* every required role (``[signoff] roles``) approved the pack's *current* manifest hash, and its
-  latest decision is not a rejection;
-* the post-snapshot delta is replayed and reconciled (``runs/<run>/delta-run.json``, written
-  by ``billmig delta``), and the restricted-services window is open (``runs/window.json``) —
-  each checked once its record exists; without one the evidence says so.
-
-On success the cutover is recorded in the ledger and ``runs/<run>/cutover-run.json``, and the
-target marks the run ``cut_over``: from then on ``rollback`` needs ``--force``.
+On GO the cutover is recorded in the ledger and ``runs/<run>/cutover/cutover-run.json``, outside
+the signed pack (``billmig verify`` stays intact), and the target marks the run ``cut_over``:
+from then on ``rollback`` needs ``--force``. The gate run again on a live run says when it went
+live and exits 0; it records nothing twice.
 """
 
 from __future__ import annotations
 
-import csv
+import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from migrate.core.artifacts import DeltaRecord
 from migrate.core.config import Config
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK
-from migrate.core.ledger import rolled_back_since, run_phase
+from migrate.core.ledger import latest, read_ledger, run_phase, went_live_at
 from migrate.core.manifest import write_json
-from migrate.core.provenance import operator
+from migrate.core.provenance import host, operator
 from migrate.core.rendering import TableData
-from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
+from migrate.core.runs import PhaseFiles, RunDir, check_id
 from migrate.load.run import mark_cut_over
-from migrate.mapping.dispositions import load_dispositions
-from migrate.ops.window import window_state
-from validate.artifacts import Verdict
-from validate.pack import manifest_hash, read_signoffs, verify_pack
-from validate.signing import Registry, load_registry
+from validate.pack import manifest_hash
+from validate.readiness import Criterion, assess
+from validate.signing import load_registry
 
 CUTOVER_FORMAT = "billmig.cutover-run/1"
 
@@ -54,25 +44,18 @@ CUTOVER = PhaseFiles(
 
 
 @dataclass(frozen=True)
-class GateCheck:
-    """One go/no-go criterion."""
-
-    name: str
-    passed: bool
-    evidence: str
-
-
-@dataclass(frozen=True)
 class CutoverResult:
     """The gate's decision."""
 
     run_id: str
-    checks: tuple[GateCheck, ...]
+    checks: tuple[Criterion, ...]
     manifest_sha256: str | None
+    live_since: str | None = None
+    """When the run went live, for the gate run again on a live run (it records nothing)."""
 
     @property
     def go(self) -> bool:
-        """Every criterion holds."""
+        """Every criterion holds (a live run: they held when it went live)."""
         return all(c.passed for c in self.checks)
 
     @property
@@ -87,11 +70,14 @@ class CutoverResult:
             "decision": "GO" if self.go else "NO-GO",
             "manifest_sha256": self.manifest_sha256,
             "checks": [asdict(c) for c in self.checks],
+            "live_since": self.live_since,
         }
 
     def tables(self) -> list[TableData]:
         """Every criterion with its evidence."""
         decision = "GO: cutover recorded" if self.go else "NO-GO: nothing recorded"
+        if self.live_since:
+            decision = f"already cut over at {self.live_since}; the criteria as they held then"
         return [
             TableData(
                 title=f"cutover gate for {self.run_id}: {decision}",
@@ -104,28 +90,27 @@ class CutoverResult:
 def run_cutover(config: Config, *, run_id: str) -> CutoverResult:
     """Check every criterion; on GO record the cutover (ledger, its record, target status).
 
+    A run that is live already is reported as such (when, and the criteria as they held),
+    exit 0, and nothing is recorded again.
+
     Raises:
         InputError: the run's phases have not all run, or are stale (the run ledger).
     """
+    check_id(run_id)
+    live = live_record(config, run_id)
+    if live is not None:
+        return live
     return run_phase(config, CUTOVER, run_id, lambda: _gate(config, run_id))
 
 
 def _gate(config: Config, run_id: str) -> CutoverResult:
     run = RunDir.of(config, run_id)
     current = manifest_hash(run)
-    registry = load_registry(config)
-    checks = (
-        _verdict(run),
-        _pack(run, registry),
-        _loaded(config, run_id),
-        _blocking(config, run),
-        *_signoffs(config, run, registry, current),
-        _delta(run),
-        _window(RunsFolder.of(config)),
-    )
-    result = CutoverResult(run_id, checks, current)
+    readiness = assess(config, run, load_registry(config), manifest_sha256=current)
+    result = CutoverResult(run_id, readiness.criteria, current)
     if result.go:
         mark_cut_over(config, run_id)
+        run.cutover.mkdir(exist_ok=True)
         write_json(
             run.cutover_record,
             {
@@ -133,121 +118,20 @@ def _gate(config: Config, run_id: str) -> CutoverResult:
                 **result.to_dict(),
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "operator": operator(),
+                "host": host(),
             },
         )
     return result
 
 
-def _verdict(run: RunDir) -> GateCheck:
-    verdict = Verdict.read(run.validation.verdict)
-    failed = verdict.failed_criteria
-    return GateCheck(
-        "validation PASS",
-        verdict.passed,
-        "PASS" if not failed else "FAIL: " + "; ".join(failed),
-    )
-
-
-def _pack(run: RunDir, registry: Registry) -> GateCheck:
-    found = verify_pack(run, registry)
-    named = [*found.changed, *found.missing, *found.added, *found.problems]
-    if found.incomplete:
-        named.append("snapshot or mapped output missing")
-    return GateCheck(
-        "sign-off pack intact and signed",
-        found.intact,
-        f"{found.checked} files match the manifest signed by {found.built_by}"
-        if found.intact
-        else "; ".join(named[:5]),
-    )
-
-
-def _loaded(config: Config, run_id: str) -> GateCheck:
-    when = rolled_back_since(config, run_id)
-    return GateCheck(
-        "the run is loaded (not rolled back since)",
-        when is None,
-        "loaded" if when is None else f"rolled back at {when}: the pack is void",
-    )
-
-
-def _blocking(config: Config, run: RunDir) -> GateCheck:
-    exceptions = pq.read_table(
-        run.mapped.exceptions,
-        columns=["reason_code", "severity", "disposition"],
-    )
-    open_blocks = exceptions.filter(
-        pc.and_(pc.equal(exceptions["severity"], "block"), pc.is_null(exceptions["disposition"]))
-    )
-    found: dict[str, int] = {
-        str(v["values"]): int(v["counts"])
-        for v in pc.value_counts(open_blocks["reason_code"]).to_pylist()
-    }
-    breaches = _open_breaches(config, run)
-    if breaches:
-        found["FREEZE_BREACH"] = found.get("FREEZE_BREACH", 0) + breaches
-    counts = sorted(found.items())
-    return GateCheck(
-        "no blocking exception without a disposition",
-        not counts,
-        "none"
-        if not counts
-        else ", ".join(f"{code} {n}" for code, n in counts)
-        + " (decide them in mappings/dispositions.csv, then rerun from map)",
-    )
-
-
-def _open_breaches(config: Config, run: RunDir) -> int:
-    """Freeze breaches found for the run that no disposition covers."""
-    path = run.freeze_breaches
-    if not path.is_file():
-        return 0
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = pd.DataFrame(list(csv.DictReader(handle)))
-    if rows.empty:
-        return 0
-    decided = load_dispositions(config.resolve(config.map.dispositions)).apply(rows)
-    return int(decided["disposition"].isna().sum())
-
-
-def _signoffs(config: Config, run: RunDir, registry: Registry, current: str) -> list[GateCheck]:
-    decisions, problems = read_signoffs(run, registry)
-    checks = []
-    for role in config.signoff.roles:
-        mine = [d for d in decisions if d.role == role]
-        for_now = [d for d in mine if d.manifest_sha256 == current]
-        if problems:
-            passed, evidence = False, "; ".join(problems)
-        elif for_now and for_now[-1].decision == "approve":
-            passed, evidence = True, f"approved by {for_now[-1].name} at {for_now[-1].at}"
-        elif for_now:
-            passed, evidence = False, f"rejected by {for_now[-1].name}: {for_now[-1].comment}"
-        elif mine:
-            passed, evidence = False, "decided on an older pack only (manifest "
-            evidence += f"{mine[-1].manifest_sha256[:16]}…); sign the current one"
-        else:
-            passed, evidence = False, "no decision recorded"
-        checks.append(GateCheck(f"{role} approved manifest {current[:16]}…", passed, evidence))
-    return checks
-
-
-def _delta(run: RunDir) -> GateCheck:
-    name = "delta replayed and reconciled"
-    delta = DeltaRecord.read_if_present(run.delta_record)
-    if delta is None:
-        return GateCheck(
-            name, True, "no post-snapshot delta recorded for this run (billmig delta has not run)"
-        )
-    evidence = f"{delta.events} event(s) replayed; reconciled: {delta.reconciled}"
-    return GateCheck(name, delta.reconciled, evidence)
-
-
-def _window(runs: RunsFolder) -> GateCheck:
-    name = "restricted-services window open"
-    window = window_state(runs)
-    if window.state == "none":
-        return GateCheck(name, True, "no window recorded (billmig window open has not run)")
-    evidence = f"window {window.state}: opened {window.opened_at}" + (
-        f", closed {window.closed_at}" if window.closed_at else ""
-    )
-    return GateCheck(name, window.state == "open", evidence)
+def live_record(config: Config, run_id: str) -> CutoverResult | None:
+    """The run's GO record while the run is live (cut over, not rolled back since), else None."""
+    run = RunDir.of(config, run_id)
+    if went_live_at(latest(read_ledger(config.runs_path)).get(run_id, {})) is None:
+        return None
+    path = next((p for p in (run.cutover_record, run.cutover_record_at_root) if p.is_file()), None)
+    if path is None:
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    checks = tuple(Criterion(**c) for c in record.get("checks", ()))
+    return CutoverResult(run_id, checks, record.get("manifest_sha256"), record.get("at"))

@@ -19,6 +19,7 @@ from migrate.core.ledger import (
     read_ledger,
     rolled_back_since,
     torn_lines,
+    went_live_at,
 )
 from migrate.core.rendering import TableData
 from migrate.core.runs import RunDir
@@ -169,8 +170,16 @@ def _row(run_id: str, phases: dict[str, LedgerEntry], first: LedgerEntry) -> Run
         operator=first.operator,
         wave=(extract.wave if extract else None) or "all",
         label=(extract.label if extract else None) or "",
-        phases={name: entry.outcome for name, entry in phases.items()},
+        phases=_outcomes(phases),
     )
+
+
+def _outcomes(phases: dict[str, LedgerEntry]) -> dict[str, str]:
+    """Each phase's latest outcome; a cutover not rolled back since shows as ``live``."""
+    outcomes = {name: entry.outcome for name, entry in phases.items()}
+    if went_live_at(phases):
+        outcomes["cutover"] = "live"
+    return outcomes
 
 
 def _waves(

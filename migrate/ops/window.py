@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from migrate.core.provenance import operator
 from migrate.core.reasons import ReasonCode
 from migrate.core.rendering import TableData
 from migrate.core.runs import PhaseFiles, RunDir, RunsFolder
+from migrate.core.window_state import WindowState, window_state
 from migrate.extract.profiles import load_profile
 from migrate.money.arithmetic import format_major
 
@@ -100,52 +100,9 @@ def load_policy(config: Config) -> Policy:
     return Policy(path, sha256, str(raw.get("title", "")), languages, operations, reminder)
 
 
-@dataclass(frozen=True)
-class WindowState:
-    """What ``runs/window.json`` says, and what a command did to it."""
-
-    state: str
-    """none, open or closed."""
-    planned_from: str | None = None
-    planned_to: str | None = None
-    opened_at: str | None = None
-    opened_by: str | None = None
-    closed_at: str | None = None
-    policy_sha256: str | None = None
-    notices: tuple[str, ...] = ()
-
-    @property
-    def exit_code(self) -> int:
-        """Always 0."""
-        return EXIT_OK
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-    def tables(self) -> list[TableData]:
-        """The window in one table."""
-        rows = [(k.replace("_", " "), v) for k, v in self.__dict__.items() if v and k != "notices"]
-        rows += [("notice file", n) for n in self.notices]
-        return [TableData(title=f"restricted-services window: {self.state}", headers=("", ""),
-                          rows=rows)]  # fmt: skip
-
-
 def window_status(config: Config) -> WindowState:
     """The window's state as ``runs/window.json`` records it (``none`` before any)."""
     return window_state(RunsFolder.of(config))
-
-
-def window_state(runs: RunsFolder) -> WindowState:
-    """The window's state as the runs folder's state file records it (``none`` before any)."""
-    path = runs.window_state
-    if not path.is_file():
-        return WindowState("none")
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    return WindowState(
-        doc["state"], doc.get("planned_from"), doc.get("planned_to"), doc.get("opened_at"),
-        doc.get("opened_by"), doc.get("closed_at"), doc.get("policy_sha256"),
-    )  # fmt: skip
 
 
 def open_window(

@@ -21,7 +21,7 @@ import pytest
 
 from migrate.core.config import Config, load_config
 from migrate.core.errors import InputError
-from migrate.core.ledger import read_ledger
+from migrate.core.ledger import declare, read_ledger
 from migrate.extract.run import run_extract
 from migrate.load.run import run_load, run_rollback
 from migrate.mapping.run import run_map
@@ -197,7 +197,8 @@ def test_the_cutover_gate(rehearsals: dict[str, Any]) -> None:
     undecided = run_cutover(config, run_id=rehearsals["third"].run_id)
     failed = {c.name.split(" approved")[0] for c in undecided.checks if not c.passed}
     assert undecided.exit_code == 1
-    assert failed == {"no blocking exception without a disposition", *ROLES}
+    unchecked = {"delta replayed and reconciled", "restricted-services window open"}
+    assert failed == {"no blocking exception without a disposition", *ROLES, *unchecked}
     _dispose_blocking(config, rehearsals["third"].run_id)
     with pytest.raises(InputError, match=r"dispositions\.csv changed since map"):
         run_cutover(config, run_id=rehearsals["third"].run_id)
@@ -205,19 +206,26 @@ def test_the_cutover_gate(rehearsals: dict[str, Any]) -> None:
     for role in ROLES[:2]:
         record_signoff(config, run_id=run_id, role=role, name=f"{role} person", decision="approve")
     missing_one = run_cutover(config, run_id=run_id)
-    assert [c.name.split(" ")[0] for c in missing_one.checks if not c.passed] == ["internal_audit"]
+    assert [c.name.split(" ")[0] for c in missing_one.checks if not c.passed] == [
+        "internal_audit", "delta", "restricted-services"]  # fmt: skip
     record_signoff(config, run_id=run_id, role=ROLES[2], name="auditor", decision="approve")
     run_report(config, run_id=run_id)  # a new pack: every approval is for the older manifest
     stale = run_cutover(config, run_id=run_id)
     assert stale.exit_code == 1
-    assert all("older pack" in c.evidence for c in stale.checks if not c.passed)
-    assert len([c for c in stale.checks if not c.passed]) == 3
+    assert sum("older pack" in c.evidence for c in stale.checks if not c.passed) == 3
     for role in ROLES:
         record_signoff(config, run_id=run_id, role=role, name=f"{role} person", decision="approve")
+    unchecked = run_cutover(config, run_id=run_id)  # no delta, no window: neither checked
+    assert {c.name: c.evidence[:12] for c in unchecked.checks if not c.passed} == {
+        "delta replayed and reconciled": "not recorded",
+        "restricted-services window open": "not recorded",
+    }
+    declare(config, run_id, "no-delta", "this legacy receives nothing after the cutoff")
+    declare(config, run_id, "no-window", "a rehearsal of the gate")
     go = run_cutover(config, run_id=run_id)
     assert go.go and go.exit_code == 0, go.checks
-    assert (config.runs_path / run_id / "cutover-run.json").is_file()
-    assert runs_overview(config).runs[-1].phases["cutover"] == "ok"
+    assert (config.runs_path / run_id / "cutover" / "cutover-run.json").is_file()
+    assert runs_overview(config).runs[-1].phases["cutover"] == "live"
     with pytest.raises(InputError, match="was cut over"):
         run_rollback(config, run_id=run_id)
     assert run_rollback(config, run_id=run_id, force=True).outcome

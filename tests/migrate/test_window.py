@@ -20,11 +20,11 @@ import sqlalchemy as sa
 from migrate.cli.main import main
 from migrate.core.config import load_config
 from migrate.core.db import create_engine
-from migrate.core.runs import RunDir, RunsFolder
+from migrate.core.runs import RunDir
 from migrate.extract.run import run_extract
 from migrate.mapping.run import run_map
-from migrate.ops.cutover import _open_breaches, _window
 from migrate.synth import SynthOptions, run_synth
+from validate.readiness import _window, open_breaches
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,14 +78,16 @@ def test_the_window_from_open_to_close(workspace: dict[str, Any], capsys: Any) -
         ("900000", "FREEZE_BREACH", "block")
     ]
     config = workspace["config"]
-    assert _open_breaches(config, RunDir.of(config, "r1")) == 1  # the gate counts it as blocking
     dispositions = root / "mappings" / "dispositions.csv"
+    breaches_file = RunDir.of(config, "r1").freeze_breaches
+    assert open_breaches(breaches_file, dispositions) == 1  # the gate counts it as blocking
     with dispositions.open("a", encoding="utf-8") as handle:
         handle.write("orders,900000,FREEZE_BREACH,fix_in_source,CRM lead,2016-07-02,reversed\n")
-    assert _open_breaches(config, RunDir.of(config, "r1")) == 0
-    assert _window(RunsFolder.of(config)).passed  # the cutover gate's window criterion
+    assert open_breaches(breaches_file, dispositions) == 0
+    assert _window(config, RunDir.of(config, "r1")).passed  # the cutover gate's window criterion
     assert main(["window", "close"]) == 0
-    assert not _window(RunsFolder.of(config)).passed
+    closed = _window(config, RunDir.of(config, "r1"))
+    assert not closed.passed and "window closed at" in closed.evidence
     assert main(["window", "check", "tariff_change"]) == 0
     assert main(["window", "check", "voice_call"]) == 0
     ledger = [json.loads(line) for line in (root / "runs" / "ledger.jsonl").open()]
