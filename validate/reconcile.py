@@ -48,7 +48,11 @@ def reconcile(duck: duckdb.DuckDBPyConnection, differences_csv: Path) -> Reconci
 
 
 def _differences_sql() -> str:
-    """One ``SELECT`` per field over the full join, each keeping the accounts that differ."""
+    """One ``SELECT`` per field over the full join, each keeping the accounts that differ.
+
+    Columns: legacy account, field, expected, actual (as text), and the account's currency
+    (either side's), so money fields (``*_minor``) can be shown in major units.
+    """
 
     def side(prefix: str, field: str) -> str:
         column = f"{prefix}_{field}"
@@ -61,7 +65,8 @@ def _differences_sql() -> str:
     checks = "\nUNION ALL\n".join(
         f"SELECT legacy_account_no, '{field}' AS field, "
         f"CAST({side('want', field)} AS VARCHAR) AS expected, "
-        f"CAST({side('have', field)} AS VARCHAR) AS actual "
+        f"CAST({side('have', field)} AS VARCHAR) AS actual, "
+        "coalesce(want_currency, have_currency) AS currency "
         f"FROM joined WHERE {side('want', field)} IS DISTINCT FROM {side('have', field)}"
         f"{unless_delta(field)}"
         for field in FIELDS

@@ -289,7 +289,7 @@ def _context(
         "verdict": verdict.to_dict(),
         "totals": totals.to_dict(),
         "bridges": _bridges(totals, locale),
-        "differences": _differences(validation.differences, masker),
+        "differences": _differences(validation.differences, masker, locale),
         "phases": phases,
         "codes": codes,
         "gx": {name: _gx_summary(found) for name, found in gx.items()},
@@ -351,21 +351,40 @@ DIFFERENCES_SHOWN = 50
 DIFFERENCE_COLUMNS = ("legacy_account_no", "field", "expected", "actual")
 
 
-def _differences(path: Path, masker: Masker) -> dict[str, Any]:
-    """Per field, how many accounts differ, and the first differences, masked (streamed)."""
+def _differences(path: Path, masker: Masker, locale: str) -> dict[str, Any]:
+    """Per field, how many accounts differ, and the first differences, masked (streamed).
+
+    Money fields (``*_minor``) are shown in major units with the account's currency, with
+    the difference (actual − expected) beside them.
+    """
     per_field: dict[str, int] = {}
-    shown: list[tuple[str, str, str, str]] = []
+    shown: list[tuple[str, str, str, str, str]] = []
     with path.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             per_field[row["field"]] = per_field.get(row["field"], 0) + 1
             if len(shown) < DIFFERENCES_SHOWN:
-                account, field, want, have = (masker.text(row[k] or "") for k in DIFFERENCE_COLUMNS)
-                shown.append((account, field, want, have))
+                shown.append(_difference_row(row, masker, locale))
     return {
         "fields": sorted(per_field.items(), key=lambda item: (-item[1], item[0])),
         "rows": shown,
         "total": sum(per_field.values()),
     }
+
+
+def _difference_row(
+    row: dict[str, str], masker: Masker, locale: str
+) -> tuple[str, str, str, str, str]:
+    account, field, want, have = (masker.text(row.get(k) or "") for k in DIFFERENCE_COLUMNS)
+    currency = row.get("currency") or ""
+    if not field.endswith("_minor") or not currency:
+        return account, field, want or "(none)", have or "(none)", ""
+    expected, actual = (int(v) if v.lstrip("-").isdigit() else None for v in (want, have))
+
+    def shown(value: int | None) -> str:
+        return "(none)" if value is None else money(value, currency, locale)
+
+    gap = "" if expected is None or actual is None else shown(actual - expected)
+    return account, field, shown(expected), shown(actual), gap
 
 
 def _exceptions_chart(codes: list[dict[str, Any]]) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from migrate.core.artifacts import MappedManifest, SnapshotManifest
 from migrate.core.bridge import Bridge, bridge_table
 from migrate.core.config import Config, mask_url
 from migrate.core.db import check_drivers, create_engine, translate_errors
+from migrate.core.display import count, money
 from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError, TargetError
 from migrate.core.ledger import run_phase
 from migrate.core.manifest import sha256_file
@@ -223,15 +225,17 @@ def _validate(
         gx_findings = suites.finish(out)
         watch.stages.advance(1)
     totals = _money_totals(money_bridges)
+    n = partial(count, locale=config.workspace.locale)
     criteria = (
-        *_criteria(found, totals, checks.orphans),
-        _accounted(checks.accounting),
+        *_criteria(found, totals, checks.orphans, config.workspace.locale),
+        _accounted(checks.accounting, n),
         _keys(checks.missing_keys),
-        _expectations(gx_findings),
+        _expectations(gx_findings, n),
         _review_threshold(
             run.mapped.exceptions,
             checks.accounting.entities["accounts"]["snapshot"],
             config.validate.review_per_10000_accounts,
+            n,
         ),
     )
     result = ValidationResult(
@@ -346,28 +350,33 @@ def _criteria(
     found: Reconciliation,
     totals: dict[str, dict[str, int]],
     dangling: dict[str, int],
+    locale: str,
 ) -> tuple[Criterion, ...]:
     worst = max((abs(t["difference_minor"]) for t in totals.values()), default=0)
     lost = sum(dangling.values())
+    n = partial(count, locale=locale)
     return (
         Criterion(
             "every account reconciles",
             found.differing_accounts == 0,
-            f"{found.differing_accounts} account(s) differ (differences.csv), "
-            f"{found.differences} field(s) in all; {found.accounts} accounts compared, "
-            f"{found.left_out} left out with a reason",
+            f"{n(found.differing_accounts)} account(s) differ (differences.csv), "
+            f"{n(found.differences)} field(s) in all; {n(found.accounts)} accounts compared, "
+            f"{n(found.left_out)} left out with a reason",
             "0 differing accounts",
         ),
         Criterion(
             "money is conserved per currency",
             worst == 0,
-            "; ".join(f"{c}: difference {t['difference_minor']}" for c, t in totals.items()),
-            "difference 0 minor units in every currency",
+            "; ".join(
+                f"{c}: difference {money(t['difference_minor'], c, locale)}"
+                for c, t in totals.items()
+            ),
+            "difference 0 in every currency, to the minor unit",
         ),
         Criterion(
             "no row without its account",
             lost == 0,
-            ", ".join(f"{name} {count}" for name, count in dangling.items()),
+            ", ".join(f"{name} {n(rows)}" for name, rows in dangling.items()),
             "0 rows",
         ),
     )
@@ -382,18 +391,20 @@ def _keys(missing: list[str]) -> Criterion:
     )
 
 
-def _expectations(findings: list[Finding]) -> Criterion:
+def _expectations(findings: list[Finding], n: Callable[[int], str]) -> Criterion:
     failed = [f for f in findings if not f.success]
     return Criterion(
         "target passes its Great Expectations suites",
         not failed,
         "; ".join(f"{f.table}: {f.expectation} {f.column or ''} ({f.unexpected})" for f in failed)
-        or f"{len(findings)} expectations met (gx/target.json; snapshot: gx/snapshot.json)",
+        or f"{n(len(findings))} expectations met (gx/target.json; snapshot: gx/snapshot.json)",
         "every expectation of the target suites",
     )
 
 
-def _review_threshold(exceptions: Path, accounts: int, per_10000: int) -> Criterion:
+def _review_threshold(
+    exceptions: Path, accounts: int, per_10000: int, n: Callable[[int], str]
+) -> Criterion:
     """Review-level exceptions nobody has decided on, against the configured threshold."""
     found = pq.read_table(exceptions, columns=["severity", "disposition"]).to_pandas()
     open_rows = found[found["disposition"].isna()]
@@ -403,13 +414,15 @@ def _review_threshold(exceptions: Path, accounts: int, per_10000: int) -> Criter
     return Criterion(
         "review-level exceptions within threshold",
         review <= allowed,
-        f"{review} review-level exception(s) without a disposition for {accounts} accounts; "
-        f"{blocking} blocking one(s) without a disposition (the cutover gate refuses those)",
-        f"at most {per_10000} per 10 000 accounts ({allowed}); [validate] in billmig.toml",
+        f"{n(review)} review-level exception(s) without a disposition for {n(accounts)} "
+        f"accounts; {n(blocking)} blocking one(s) without a disposition (the cutover gate "
+        "refuses those)",
+        f"at most {n(per_10000)} per {n(10_000)} accounts ({n(allowed)}); [validate] in "
+        "billmig.toml",
     )
 
 
-def _accounted(accounting: Accounting) -> Criterion:
+def _accounted(accounting: Accounting, n: Callable[[int], str]) -> Criterion:
     broken = accounting.broken
     rows = sum(e["snapshot"] for e in accounting.entities.values())
     return Criterion(
@@ -417,7 +430,7 @@ def _accounted(accounting: Accounting) -> Criterion:
         not broken,
         "; ".join(broken)
         if broken
-        else f"{rows} legacy rows, each once in lineage; "
+        else f"{n(rows)} legacy rows, each once in lineage; "
         "every target table holds exactly the mapped rows",
         "legacy rows = migrated + merged + left in legacy + held + withheld, per entity",
     )

@@ -2,7 +2,8 @@
 
 One demo run per module (20 000 accounts, seed 42, the anomalies synth plants at 0.2 % of
 accounts per code): SQLite legacy → extract → map → load into a SQLite target → validate →
-report. Its ``totals.json`` is a golden file; regenerate it after an intended change with
+report. Its ``totals.json`` and its ``report.html`` (run id, times, hashes, durations, operator
+and host replaced) are golden files; regenerate them after an intended change with
 
     BILLMIG_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/validate/test_signoff.py
 
@@ -88,6 +89,43 @@ def test_totals_match_the_golden_file(demo: dict[str, Any]) -> None:
         GOLDEN.write_text(produced, encoding="utf-8")
     assert produced == GOLDEN.read_text(encoding="utf-8"), (
         "totals.json changed; if intended, regenerate (see this module's docstring)"
+    )
+
+
+GOLDEN_HTML = Path(__file__).parent / "golden" / "demo_report.html"
+
+
+def _stable_html(html: str, run_id: str) -> str:
+    """The report with what differs between two demo runs replaced.
+
+    Run id, times, hashes, pseudonyms (keyed by the workspace's secret), durations, who and
+    where.
+    """
+    from migrate.core.provenance import host, operator
+
+    html = html.replace(run_id, "RUN")
+    html = re.sub(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?( UTC|\+00:00)?", "TIME", html)
+    html = re.sub(r"\b[0-9a-f]{64}\b", "SHA256", html)
+    html = re.sub(r"\b[0-9a-f]{16}…", "SHA256…", html)
+    html = re.sub(r"\b([A-Z]+)#[0-9a-f]{10}\b", r"\1#PSEUDONYM", html)  # keyed per workspace
+    html = re.sub(r"<td class=\"num\">\d+\.\d</td>", '<td class="num">SECONDS</td>', html)
+    for name, value in (("OPERATOR", operator()), ("HOST", host())):
+        html = html.replace(f"<td>{value}</td>", f"<td>{name}</td>")
+        html = html.replace(f" by {value} ", f" by {name} ")
+    return html
+
+
+def test_the_report_html_matches_the_golden_file(demo: dict[str, Any]) -> None:
+    """The whole report, but for run id, times, hashes, durations, operator and host."""
+    report = demo["result"].report
+    produced = _stable_html(report.html.read_text(encoding="utf-8"), report.run_id)
+    if os.environ.get("BILLMIG_REGENERATE_GOLDEN") == "1":
+        GOLDEN_HTML.write_text(produced, encoding="utf-8")
+    elif os.environ.get("BILLMIG_GOLDEN_DIFF"):  # where to leave what was produced, to diff
+        Path(os.environ["BILLMIG_GOLDEN_DIFF"]).write_text(produced, encoding="utf-8")
+    assert produced == GOLDEN_HTML.read_text(encoding="utf-8"), (
+        "report.html changed; if intended, regenerate (see this module's docstring) and look "
+        "at the diff and the rendered report"
     )
 
 

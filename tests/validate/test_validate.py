@@ -351,7 +351,9 @@ def test_amounts_beyond_two_to_the_53_stay_exact(tmp_path: Path) -> None:
         found = reconcile(duck, tmp_path / "bumped.csv")
     assert found.differing_accounts == 1
     differences = pd.read_csv(tmp_path / "bumped.csv", dtype=str)
-    assert differences.values.tolist() == [["400", "main_minor", str(2 * big - 1), str(2 * big)]]
+    assert differences.values.tolist() == [
+        ["400", "main_minor", str(2 * big - 1), str(2 * big), "KZT"]
+    ]
 
 
 @pytest.mark.postgres
@@ -365,7 +367,7 @@ def test_review_exceptions_beyond_the_threshold_fail_the_verdict(loaded: dict[st
     result = run_validate(strict, run_id="r1")
     failed = [c for c in result.criteria if not c.passed]
     assert [c.name for c in failed] == ["review-level exceptions within threshold"]
-    assert "at most 10 per 10 000 accounts (1)" in failed[0].threshold
+    assert "at most 10 per 10\xa0000 accounts (1)" in failed[0].threshold  # ru_KZ's separator
     assert result.exit_code == 1
 
 
