@@ -92,6 +92,10 @@ def test_balances_debts_limits_and_refunds() -> None:
         zip(result.exceptions["legacy_key"], result.exceptions["amount_minor"], strict=True)
     )
     assert amounts["A4"] == 200_000  # 12000 − 10000 beyond the limit
+    details = dict(zip(result.exceptions["legacy_key"], result.exceptions["detail"], strict=True))
+    assert details["A4"] == (  # it used to end "debt beyond the credit limit by"
+        "debt 12000.00 KZT beyond the credit limit 10000.00 KZT by 2000.00 KZT"
+    )
     assert amounts["A7"] == 5_000
     assert result.hold_code.tolist()[5] == "CREDIT_LIMIT_INVALID"
     accounts_out = result.billing_account.set_index("legacy_account_no")
