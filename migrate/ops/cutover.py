@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from migrate.core.config import Config
-from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK
+from migrate.core.errors import EXIT_CHECKS_FAILED, EXIT_OK, InputError
 from migrate.core.ledger import latest, read_ledger, run_phase, went_live_at
 from migrate.core.manifest import write_json
 from migrate.core.provenance import host, operator
@@ -132,6 +132,13 @@ def live_record(config: Config, run_id: str) -> CutoverResult | None:
     path = next((p for p in (run.cutover_record, run.cutover_record_at_root) if p.is_file()), None)
     if path is None:
         return None
-    record = json.loads(path.read_text(encoding="utf-8"))
-    checks = tuple(Criterion(**c) for c in record.get("checks", ()))
-    return CutoverResult(run_id, checks, record.get("manifest_sha256"), record.get("at"))
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        checks = tuple(Criterion(**c) for c in record["checks"])
+        return CutoverResult(run_id, checks, record["manifest_sha256"], str(record["at"]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputError(
+            f"{config.relative(path)} is damaged ({type(exc).__name__}): the run is live, its "
+            "GO record cannot be read",
+            hint="restore it from the workspace's backup; the ledger keeps the cutover line",
+        ) from None
