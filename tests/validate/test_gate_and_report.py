@@ -114,6 +114,10 @@ def test_the_report_says_pass_and_not_ready_with_the_reasons(active: dict[str, A
     assert "delta replayed and reconciled" in why and "payments" in why and "charges" in why
     assert "restricted-services window open" in why
     assert "internal_audit approved this pack" in why and "awaiting a decision" in why
+    from migrate.core.provenance import host, operator  # map's operator and end time were missing
+
+    assert f"<tr><td>map</td><td>ok</td><td>{operator()}</td><td>{host()}</td><td>" in html
+    assert html.count("<thead>") >= 10  # table headers repeat on every PDF page
 
 
 def test_no_go_without_the_delta_and_a_declaration_cannot_cover_known_events(
