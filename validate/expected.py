@@ -6,7 +6,8 @@ they must carry:
 
 * an account stays out only for a reason that blocks it: a value the extractor withheld, a
   credit limit on a prepaid account or a missing/negative one on a postpaid account, a closing
-  date before the opening date, a client that does not exist, or an ``excluded`` disposition;
+  date before the opening date, a client that does not exist or that extract held (a blocking
+  exception on the client), or an ``excluded`` disposition;
 * main bucket = the positive part of the legacy balance; debt = the negative part (the target's
   debt plus what a ``write_off`` action wrote off must equal it);
 * pending = received-but-unposted payments; bonus money = unexpired money bonuses;
@@ -67,6 +68,7 @@ def derive_expected(
             payments=parquet(snapshot.entity("payments")),
             bonuses=parquet(snapshot.entity("bonuses")),
             clients=parquet(snapshot.entity("clients")),
+            exceptions=parquet(snapshot.exceptions),
             products=parquet(mapped.table("product")),
             mapped_accounts=parquet(mapped.table("billing_account")),
         ),
@@ -111,6 +113,9 @@ WITH pending AS (
     GROUP BY account_no
 ), clients AS (
     SELECT DISTINCT client_id FROM {clients}
+    WHERE CAST(client_id AS VARCHAR) NOT IN (
+        SELECT legacy_key FROM {exceptions}
+        WHERE entity = 'clients' AND severity = 'block' AND legacy_key IS NOT NULL)
 ), delta AS (
     {delta}
 ), products AS (
@@ -126,7 +131,7 @@ WITH pending AS (
                     AND (a.credit_limit_minor IS NULL OR a.credit_limit_minor < 0))
                 THEN 'credit limit invalid'
             WHEN a.closed_at < a.opened_at THEN 'closed before opened'
-            WHEN c.client_id IS NULL THEN 'client missing'
+            WHEN c.client_id IS NULL THEN 'client missing or held'
         END AS left_out_because
     FROM {accounts} a
     LEFT JOIN blocked k ON k.account_no = a.account_no

@@ -7,6 +7,7 @@ account that is not there; the lineage rule names the blocking code that held it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -147,14 +148,22 @@ def _pre_holds(accounts: pd.DataFrame, ctx: BucketContext) -> tuple[pd.Series, p
         "accounts",
         keys[orphan],
         ReasonCode.ORPHAN_ROW,
-        _orphan_detail(client_ids[orphan], readable[orphan]),
+        _orphan_detail(client_ids[orphan], readable[orphan], ctx.withheld.get("clients", {})),
     )
     return hold, found
 
 
-def _orphan_detail(client_ids: npt.NDArray[np.int64], readable: npt.NDArray[np.bool_]) -> pd.Series:
-    """Why an account has no client: a client_id that does not exist, or none at all."""
-    missing = "client " + pd.Series(client_ids).astype(str) + " does not exist"
+def _orphan_detail(
+    client_ids: npt.NDArray[np.int64],
+    readable: npt.NDArray[np.bool_],
+    held_clients: Mapping[str, str],
+) -> pd.Series:
+    """Why an account has no client: one that does not exist, one held, or none at all."""
+    named = pd.Series(client_ids).astype(str)
+    held = lookup(named, held_clients)
+    missing = ("client " + named + " does not exist").where(
+        held.isna().to_numpy(), "client " + named + " is held (" + held.astype(str) + ")"
+    )
     return pd.Series(np.where(readable, missing, "no client_id (NULL or unreadable)"))
 
 

@@ -12,6 +12,7 @@ Runs on one partition by national ID, so every client sharing an ID is in the sa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,12 +48,17 @@ class MappedParties:
     """client_id → survivor_client_id for every merged-away client."""
 
 
-def map_parties(clients: pd.DataFrame, namespace: str) -> MappedParties:
+def map_parties(
+    clients: pd.DataFrame, namespace: str, withheld: Mapping[str, str] | None = None
+) -> MappedParties:
     """Map one partition of clients.
 
     A client whose ``client_id`` the extractor could not read (``'one'``, beyond 2^63) is in
     the snapshot with a null key and a blocking exception under its raw key: it becomes no
     party, and the other clients' ids stay integers (never a float round trip to ``'2.0'``).
+    A client extract raised a blocking code on (``withheld``: client id → code, e.g. an
+    unknown ``client_type``) becomes no party either, and merges with nobody: its lineage
+    names the code, and its accounts are held with it.
     """
     unreadable = clients["client_id"].isna().to_numpy()
     clients = clients[~unreadable].reset_index(drop=True)
@@ -60,6 +66,12 @@ def map_parties(clients: pd.DataFrame, namespace: str) -> MappedParties:
     unkeyed = lineage_rows(
         "clients", [None] * int(unreadable.sum()), Outcome.EXCEPTION, UNREADABLE_KEY
     )
+    codes = lookup(clients["client_id"].astype(str), dict(withheld or {}))
+    held = codes.notna().to_numpy()
+    held_lineage = lineage_rows(
+        "clients", clients["client_id"][held], Outcome.EXCEPTION, codes[held].astype(str)
+    )
+    clients = clients[~held].reset_index(drop=True)
     national = pa.array(clients["national_id"].astype(object), type=pa.string())
     valid = valid_national_ids(national)
     damaged = damaged_names(pa.array(clients["name"].astype(object), type=pa.string()))
@@ -74,7 +86,8 @@ def map_parties(clients: pd.DataFrame, namespace: str) -> MappedParties:
         {
             "party_id": party_ids,
             "national_id": clients["national_id"].where(valid)[kept].array,
-            "party_type": lookup(clients["client_type"][kept], PARTY_TYPES).fillna("individual"),
+            # client_type is required and coded (extract holds any other value): no default
+            "party_type": lookup(clients["client_type"][kept], PARTY_TYPES),
             "name": clients["name"][kept].array,
             "legacy_client_id": client_ids[kept].astype(str).array,
         }
@@ -104,6 +117,7 @@ def map_parties(clients: pd.DataFrame, namespace: str) -> MappedParties:
     lineage = concat(
         [
             unkeyed,
+            held_lineage,
             lineage_rows("clients", client_ids[kept], Outcome.MAPPED, "party", "party", party_ids),
             lineage_rows(
                 "clients",

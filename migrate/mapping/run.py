@@ -548,16 +548,20 @@ class _MapJob:
     def _parties(self, outputs: _Outputs, work: Path, progress: Progress) -> BucketContext:
         schema = pq.read_schema(self.snapshot.path("clients"))
         client_ids: list[np.ndarray] = []
+        held = self._withheld.get("clients", {})
+        held_ids = pa.array([int(k) for k in held if k.lstrip("-").isdigit()], pa.int64())
         with Scatter(work, "clients", schema, self.partitions) as scatter:
             for batch in self.snapshot.batches("clients"):
-                client_ids.append(pc.drop_null(batch.column("client_id")).to_numpy())
+                ids = pc.drop_null(batch.column("client_id"))
+                ids = ids.filter(pc.invert(pc.is_in(ids, value_set=held_ids)))  # held: no party
+                client_ids.append(ids.to_numpy())
                 key = pc.coalesce(
                     batch.column("national_id"), batch.column("client_id").cast(pa.string())
                 )
                 scatter.write(batch, partition_of(key, self.partitions))
         merges: list[pd.DataFrame] = []
         with progress.task("map clients", self.snapshot.rows("clients")) as task:
-            shared = (self.policy.namespace, self.run_id)
+            shared = (self.policy.namespace, self.run_id, held)
             for party, found, trail, merged_away in self._parallel(
                 _party_partition, scatter.paths, shared
             ):
@@ -775,11 +779,14 @@ def _scatter(task: _ScatterTask, partitions: int) -> list[Path]:
 
 
 def _party_partition(
-    path: Path, shared: tuple[str, str]
+    path: Path, shared: tuple[str, str, dict[str, str]]
 ) -> tuple[pa.Table, pd.DataFrame, pa.Table, pd.DataFrame]:
-    """Stage 1 worker: one national-ID partition of clients."""
-    namespace, run_id = shared
-    parties = map_parties(read_partition(path).to_pandas(), namespace)
+    """Stage 1 worker: one national-ID partition of clients.
+
+    ``shared``: the namespace, the run, and the clients extract held (id → blocking code).
+    """
+    namespace, run_id, held = shared
+    parties = map_parties(read_partition(path).to_pandas(), namespace, held)
     path.unlink()
     return (
         to_table(parties.party.assign(run_id=run_id), _OUTPUT_SCHEMAS["party"]),

@@ -47,6 +47,7 @@ DAMAGE: dict[tuple[str, str], tuple[str, ...]] = {
     ("accounts", "opened_at"): ("'not a date'", "'2016-02-30 10:00:00'"),
     ("clients", "name"): ("'a' || char(0) || 'b'", "CAST(X'C328' AS TEXT)", "char(27) || 'x'"),
     ("clients", "client_id"): ("'one'",),
+    ("clients", "client_type"): ("'Corporate'", "NULL", "'ip'"),
     ("payments", "amount"): ("NULL", "'1e400'", "'--5'"),
     ("payments", "channel"): ("'telepathy'",),
     ("payments", "payment_id"): ("NULL",),  # on a copy of the table without its primary key

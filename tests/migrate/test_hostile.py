@@ -375,3 +375,32 @@ def test_a_line_with_an_unknown_code_is_held_with_its_subscriptions(
     assert subscriptions and all(
         fate[("subscriptions", s)] == ("held", "line CODE_UNKNOWN") for s in subscriptions
     )
+
+
+def test_a_client_with_an_unknown_type_is_held_with_its_accounts_and_validate_agrees(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # observed: an unknown client_type migrated as an "individual" party, silently; a NULL one too
+    legacy, config = _copy_of_clean(runs, tmp_path)
+    with sqlite3.connect(legacy) as conn:
+        conn.execute("UPDATE clients SET client_type = 'Corporate' WHERE client_id = 4")
+        conn.execute("UPDATE clients SET client_type = NULL WHERE client_id = 5")
+    held = {4: _accounts_of(legacy, 4), 5: _accounts_of(legacy, 5)}
+    run = f"client-{uuid.uuid4().hex[:8]}"
+    assert run_extract(config, run_id=run).exit_code == 0
+    assert run_map(config, run_id=run).exit_code == 0
+    found = {(e["entity"], e["legacy_key"], e["reason_code"]): e["detail"]
+             for e in _table(runs, run, "exceptions")}  # fmt: skip
+    assert "'Corporate'" in found[("clients", "4", "CODE_UNKNOWN")]
+    assert ("clients", "5", "VALUE_MISSING") in found
+    for client, accounts in held.items():
+        for account in accounts:
+            assert f"client {client} is held" in found[("accounts", account, "ORPHAN_ROW")]
+    parties = {p["legacy_client_id"] for p in _table(runs, run, "party")}
+    assert parties == {p["legacy_client_id"] for p in _table(runs, "clean", "party")} - {"4", "5"}
+    migrated = {a["legacy_account_no"] for a in _table(runs, run, "billing_account")}
+    assert not migrated & {a for accounts in held.values() for a in accounts}
+    run_load(config, run_id=run)
+    verdict = run_validate(config, run_id=run)
+    failed = {c.name for c in verdict.criteria if not c.passed}
+    assert failed <= {"review-level exceptions within threshold"}, failed  # 60 accounts

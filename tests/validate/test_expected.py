@@ -190,7 +190,7 @@ def _left_out_because(account: Account) -> str | None:
     if account.closed_before_opened:
         return "closed before opened"
     if account.client_id not in CLIENTS:
-        return "client missing"
+        return "client missing or held"
     return None
 
 
