@@ -248,7 +248,9 @@ LINES = Entity(
         _c("channel", TXT, "shop, dealer or online", codes=("shop", "dealer", "online")),
         _c("dealer_id", TXT, "dealer that attached the line, for channel dealer"),
         _c("consent_ref", TXT, "reference of the subscriber's consent evidence; null = none"),
-        _c("language", TXT, "ru, kk or en"),
+        # not migrated: read again at compensation, whose rule file names its languages and
+        # says which it falls back to; a domain here would hold lines over a text preference
+        _c("language", TXT, "ru, kk or en (subscriber texts; not migrated)"),
     ),
     account_link="account_no",
     parent="accounts",
@@ -265,9 +267,12 @@ TARIFFS = Entity(
         _c("monthly_fee", MONEY, "monthly subscription fee in major units"),
         _c("currency", TXT, "ISO 4217 code", length=3),
         _c("data_mb", INT, "included data in MB; null if none"),
-        _c("kind", TXT, "bundle, data_only, payg or home_internet"),
+        # kind and status are the legacy catalogue's own words, kept for reading: no offering
+        # attribute comes from them (mappings/tariffs.csv gives kind, fee and data), so they
+        # carry no domain that would hold anything
+        _c("kind", TXT, "bundle, data_only, payg or home_internet (informative)"),
         _c("has_video", BOOL, "includes a video service"),
-        _c("status", TXT, "active or retired"),
+        _c("status", TXT, "active or retired (informative)"),
     ),
     total_groups=("currency", "status"),
     total_amounts=("monthly_fee",),
