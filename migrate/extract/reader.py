@@ -72,6 +72,14 @@ class LegacyReader(Protocol):
         numbers, which must reach the caller as the database stores each value.
         """
 
+    def exact_numbers(self, statement: sa.Select[Any]) -> frozenset[str]:
+        """The result columns of ``statement`` the database types as exact numbers.
+
+        Integers and NUMERIC / DECIMAL: SUM over them is exact. A legacy ``varchar`` or
+        ``DOUBLE`` amount column is not; nor is a cast of text on MariaDB, which reads
+        ``'abc'`` as 0 with a warning.
+        """
+
     def execute(self, sql: str) -> None:
         """Run raw SQL on the reading connection (tests use it to prove writes fail)."""
 
@@ -165,6 +173,17 @@ class _SqlAlchemyReader:
         finally:
             cursor.close()
 
+    def exact_numbers(self, statement: sa.Select[Any]) -> frozenset[str]:
+        exact = _EXACT_TYPE_CODES.get(self.dialect.name)
+        result = self._conn.execute(statement.limit(0))
+        try:
+            described = result.cursor.description or () if result.cursor else ()
+            return frozenset(
+                str(d[0]) for d in described if exact is None or d[1] in exact
+            )  # SQLite: types per value, its own totals path checks each
+        finally:
+            result.close()
+
     def execute(self, sql: str) -> None:
         self._conn.exec_driver_sql(sql)
 
@@ -218,6 +237,13 @@ class _AdbcPostgresReader:
         with _translate_adbc(self._url), self._conn.cursor() as cursor:
             cursor.execute(compile_sql(statement, self.dialect))
             yield from rebatch(cursor.fetch_record_batch(), names, chunk_rows)
+
+    def exact_numbers(self, statement: sa.Select[Any]) -> frozenset[str]:
+        with _translate_adbc(self._url), self._conn.cursor() as cursor:
+            cursor.execute(compile_sql(statement.limit(0), self.dialect))
+            described = cursor.description or ()
+            cursor.fetchall()
+        return frozenset(str(d[0]) for d in described if _exact_arrow(d[1]))
 
     def execute(self, sql: str) -> None:
         with _translate_adbc(self._url), self._conn.cursor() as cursor:
@@ -283,6 +309,24 @@ class _AdbcSqliteReader(_SqlAlchemyReader):
             statement if last is None else statement.where(statement.selected_columns[key] > last)
         )
         yield from super().stream(rest, names, key, chunk_rows)
+
+
+_EXACT_TYPE_CODES: dict[str, frozenset[int]] = {
+    # PyMySQL's FIELD_TYPE: DECIMAL, TINY, SHORT, LONG, LONGLONG, INT24, NEWDECIMAL
+    MYSQL: frozenset({0, 1, 2, 3, 8, 9, 246}),
+    # psycopg's type OIDs: int8, int2, int4, numeric
+    POSTGRESQL: frozenset({20, 21, 23, 1700}),
+}
+"""Per dialect read through SQLAlchemy, the cursor type codes of exact numbers."""
+
+
+def _exact_arrow(column_type: object) -> bool:
+    """An ADBC result column of integers or PostgreSQL NUMERIC (an opaque ``numeric``)."""
+    if isinstance(column_type, pa.DataType) and (
+        pa.types.is_integer(column_type) or pa.types.is_decimal(column_type)
+    ):
+        return True
+    return getattr(column_type, "type_name", None) == "numeric"
 
 
 def _text_in_numbers(schema: pa.Schema, names: Sequence[str], numeric: Sequence[str]) -> bool:

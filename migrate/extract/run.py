@@ -489,7 +489,10 @@ class _EntityExtractor:
         """Row counts and exact micro-unit sums computed by the legacy database itself.
 
         Sums are taken as NUMERIC(38, 0) / DECIMAL(38, 0), so no total overflows on PostgreSQL
-        or MariaDB; SQLite, whose integers stop at 2^63 and whose arithmetic on text and large
+        or MariaDB, where the amount columns are exact numbers; a legacy that keeps an amount in
+        ``varchar`` or ``DOUBLE`` (``'abc'``, ``Infinity``) has every value read and summed by
+        the snapshot's own rule instead (the server would refuse, round, or read ``'abc'`` as
+        0); SQLite, whose integers stop at 2^63 and whose arithmetic on text and large
         values is in floats, sums what it can do exactly and leaves the rest to
         :meth:`_exact_totals`.
         """
@@ -498,6 +501,14 @@ class _EntityExtractor:
         condition = self._wave_filter(self.entity, src)
         if reader.dialect.name == SQLITE:
             return self._sqlite_source_totals(reader, src, groups, condition)
+        amounts = [src.c[name] for name in self.entity.total_amounts]
+        if amounts and not reader.exact_numbers(sa.select(*amounts)) >= {
+            a.name for a in amounts
+        }:  # a varchar or DOUBLE amount column: read each value as the snapshot does
+            totals = _Totals()
+            self._exact_totals(reader, src, groups, sa.true() if condition is None else condition,
+                               totals)  # fmt: skip
+            return totals
         if reader.dialect.name == POSTGRESQL:  # arbitrary precision: a 1e40 balance still sums
             return self._aggregated(reader, src, groups, condition, sa.Numeric(), finite=True)
         wide = sa.Numeric(38, 0)
