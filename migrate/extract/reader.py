@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeAlias
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 
 from migrate.core.config import mask_url, scrub
 from migrate.core.db import (
@@ -309,6 +310,38 @@ class _AdbcSqliteReader(_SqlAlchemyReader):
             statement if last is None else statement.where(statement.selected_columns[key] > last)
         )
         yield from super().stream(rest, names, key, chunk_rows)
+
+
+class exact_text(sa.sql.functions.GenericFunction[Any]):
+    """A text column compared and grouped byte for byte on every engine.
+
+    MariaDB's default collations are case- and trailing-space-insensitive: ``GROUP BY
+    currency`` puts ``'kzt'`` with ``'KZT'`` and a wave's ``brand IN ('kcell')`` takes
+    ``'KCELL '`` too, where PostgreSQL and SQLite (and the snapshot) tell them apart. There it
+    is ``CAST(… AS BINARY)``; elsewhere the column as it is.
+    """
+
+    name = "exact_text"
+    inherit_cache = True
+
+
+@compiles(exact_text)
+def _exact_text_default(element: exact_text, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(exact_text, MYSQL)
+def _exact_text_mysql(element: exact_text, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS BINARY)"
+
+
+def group_value(value: object) -> str | None:
+    """A control-total group's value as text (MariaDB hands ``exact_text`` back as bytes)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
 
 
 _EXACT_TYPE_CODES: dict[str, frozenset[int]] = {

@@ -72,7 +72,7 @@ from migrate.extract.normalise import (
     normalise_column,
 )
 from migrate.extract.profiles import EntityQuery, SourceProfile, load_profile
-from migrate.extract.reader import LegacyReader, RawColumns, open_reader
+from migrate.extract.reader import LegacyReader, RawColumns, exact_text, group_value, open_reader
 from migrate.money.amounts import as_decimal
 
 EXTRACT = PhaseFiles(
@@ -468,7 +468,9 @@ class _EntityExtractor:
         if self.wave is None or (entity.parent is None and entity.name != "accounts"):
             return None
         if entity.name == "accounts":
-            return sa.and_(*(src.c[col].in_(values) for col, values in self.wave.predicates))
+            return sa.and_(
+                *(exact_text(src.c[col]).in_(values) for col, values in self.wave.predicates)
+            )
         assert entity.parent is not None and entity.account_link is not None
         parent = BY_NAME[entity.parent]
         parent_src = self._source(parent, f"wave_{parent.name}")
@@ -497,7 +499,7 @@ class _EntityExtractor:
         :meth:`_exact_totals`.
         """
         src = self._source(self.entity, "src")
-        groups = [src.c[g] for g in self.entity.total_groups]
+        groups = [exact_text(src.c[g]) for g in self.entity.total_groups]
         condition = self._wave_filter(self.entity, src)
         if reader.dialect.name == SQLITE:
             return self._sqlite_source_totals(reader, src, groups, condition)
@@ -565,7 +567,7 @@ class _EntityExtractor:
             select = select.group_by(*groups)
         totals = _Totals()
         for row in reader.rows(select):
-            key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+            key = tuple(group_value(v) for v in row[: len(groups)])
             self._add_sums(totals, key, row[len(groups)], row[len(groups) + 1 :])
         return totals
 
@@ -631,7 +633,7 @@ class _EntityExtractor:
         totals = _Totals()
         n = len(amounts)
         for row in reader.rows(select):
-            key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+            key = tuple(group_value(v) for v in row[: len(groups)])
             count, values = row[len(groups)], row[len(groups) + 1 : len(groups) + 1 + n]
             largest, texts = (
                 row[len(groups) + 1 + n : len(groups) + 1 + 2 * n],
@@ -661,7 +663,7 @@ class _EntityExtractor:
             select = select.group_by(*groups)
         totals, others = _Totals(), 0
         for row in reader.rows(select):
-            key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+            key = tuple(group_value(v) for v in row[: len(groups)])
             count, left, amounts = row[len(groups)], row[len(groups) + 1], row[len(groups) + 2 :]
             others += int(left or 0)
             self._add_sums(totals, key, count, amounts)
@@ -674,7 +676,7 @@ class _EntityExtractor:
         select = sa.select(*groups, *[src.c[name] for name in amounts]).where(condition)
         for chunk in reader.batches(select, self.config.extract.chunk_rows):
             for row in chunk:
-                key = tuple(None if v is None else str(v) for v in row[: len(groups)])
+                key = tuple(group_value(v) for v in row[: len(groups)])
                 values = row[len(groups) :]
                 minor = self.query.minor_units
                 micro = {

@@ -203,52 +203,63 @@ def _cells(engine: str) -> st.SearchStrategy[list[Cell]]:
     )
 
 
-def _loosen(conn: sa.Connection, engine: str, cell: Cell, done: set[tuple[str, str]]) -> None:
-    """Give the column the type legacy holds the damage in, and drop NOT NULL for a NULL."""
-    column_type, literal = cell.damage
-    table, column = cell.entity, cell.column
-    if (table, column) in done:
-        return
-    if engine == "postgresql":
-        if column_type:
-            cast = f'"{column}"::text::{column_type}'
-            conn.execute(sa.text(
-                f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE {column_type} USING {cast}'
-            ))  # fmt: skip
-        if literal == "NULL":
-            conn.execute(sa.text(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" DROP NOT NULL'))
-    elif column_type or literal == "NULL":
-        conn.execute(sa.text("SET SESSION sql_mode = ''"))  # zero dates, as old MariaDB allowed
-        kept = conn.execute(
-            sa.text("SELECT column_type FROM information_schema.columns WHERE "
-                    "table_schema = DATABASE() AND table_name = :t AND column_name = :c"),
-            {"t": table, "c": column},
-        ).scalar_one()  # fmt: skip
-        wanted = TYPES["mariadb"].get(column_type or "", kept)
-        conn.execute(sa.text(f"ALTER TABLE `{table}` MODIFY `{column}` {wanted} NULL"))
-    done.add((table, column))
+def _loosen(conn: sa.Connection, engine: str, damage: list[Cell]) -> None:
+    """Give each damaged column the type legacy holds its damage in; drop NOT NULL for a NULL.
+
+    One type per column: the one its cells need, or ``text`` when they need different ones.
+    """
+    needs: dict[tuple[str, str], set[str]] = {}
+    for cell in damage:
+        wanted = needs.setdefault((cell.entity, cell.column), set())
+        if cell.damage[0]:
+            wanted.add(cell.damage[0])
+    nullable = {(c.entity, c.column) for c in damage if c.damage[1] == "NULL"}
+    for (table, column), types in needs.items():
+        column_type = None if not types else types.pop() if len(types) == 1 else "text"
+        if engine == "postgresql":
+            if column_type:
+                cast = f'"{column}"::text::{column_type}'
+                conn.execute(sa.text(
+                    f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE {column_type} USING {cast}'
+                ))  # fmt: skip
+            if (table, column) in nullable:
+                conn.execute(
+                    sa.text(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" DROP NOT NULL')
+                )
+        elif column_type or (table, column) in nullable:
+            kept = conn.execute(
+                sa.text("SELECT column_type FROM information_schema.columns WHERE "
+                        "table_schema = DATABASE() AND table_name = :t AND column_name = :c"),
+                {"t": table, "c": column},
+            ).scalar_one()  # fmt: skip
+            loose = TYPES["mariadb"].get(column_type or "", kept)
+            conn.execute(sa.text(f'ALTER TABLE "{table}" MODIFY "{column}" {loose} NULL'))
 
 
 def _damage(
     server: Server, database: str, damage: list[Cell]
 ) -> tuple[list[tuple[str, str]], set[str]]:
-    """Apply ``damage``: (entity, row key) per cell, and the accounts the cells touch."""
+    """Apply ``damage``: (entity, row key) per cell, and the accounts the cells touch.
+
+    MariaDB writes in strict mode, so a value its column cannot hold is an error here rather
+    than a silent 0 (zero dates stay allowed, as old MariaDB legacy databases have them).
+    """
     engine = sa.create_engine(server.url(database))
     named, touched = [], set()
-    done: set[tuple[str, str]] = set()
     try:
         with engine.begin() as conn:
             if server.engine == "mariadb":
-                conn.execute(sa.text("SET SESSION sql_mode = 'ANSI_QUOTES'"))
+                conn.execute(sa.text("SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES'"))
+            keyed = []
             for cell in damage:
                 key_column = BY_NAME[cell.entity].key
                 ordered = f'SELECT "{key_column}" FROM "{cell.entity}" ORDER BY "{key_column}"'
                 keys = [r[0] for r in conn.execute(sa.text(ordered))]
                 key = keys[cell.row % len(keys)]
                 touched |= _accounts_touched(conn, cell.entity, key)
-                _loosen(conn, server.engine, cell, done)
-                if server.engine == "mariadb":
-                    conn.execute(sa.text("SET SESSION sql_mode = 'ANSI_QUOTES'"))
+                keyed.append((cell, key_column, key))
+            _loosen(conn, server.engine, damage)
+            for cell, key_column, key in keyed:
                 change = f'"{cell.column}" = {cell.damage[1]}'
                 conn.execute(
                     sa.text(f'UPDATE "{cell.entity}" SET {change} WHERE "{key_column}" = :k'),

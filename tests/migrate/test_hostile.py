@@ -439,3 +439,31 @@ def test_amounts_kept_as_text_or_double_on_a_server_reconcile_by_the_snapshot_ru
              for e in pq.read_table(snapshot / "exceptions.parquet").to_pylist()}  # fmt: skip
     assert {(victims[0], "AMOUNT_UNPARSEABLE"), (victims[1], "AMOUNT_UNPARSEABLE"),
             (victims[2], "AMOUNT_PRECISION")} <= found  # fmt: skip
+
+
+@pytest.mark.mariadb
+def test_mariadb_groups_and_waves_by_exact_bytes_as_every_other_engine(
+    mariadb_url: str, runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # found by the server fuzz: MariaDB's case-insensitive collation put a 'kzt' account in the
+    # 'KZT' control-total group (the snapshot "did not reconcile"), and a wave's brand 'kcell'
+    # took a 'KCELL' account that PostgreSQL and SQLite leave out
+    run_synth(mariadb_url, SynthOptions(accounts=30, seed=5, anomaly_rate=0.0),
+              tmp_path / "p.json")  # fmt: skip
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as conn:
+        first_two = "SELECT account_no FROM accounts WHERE brand = 'kcell' ORDER BY 1 LIMIT 2"
+        lower, upper = [r[0] for r in conn.execute(sa.text(first_two))]
+        conn.execute(sa.text("UPDATE accounts SET currency = 'kzt' WHERE account_no = :a"),
+                     {"a": lower})  # fmt: skip
+        conn.execute(sa.text("UPDATE accounts SET brand = 'KCELL' WHERE account_no = :a"),
+                     {"a": upper})  # fmt: skip
+    engine.dispose()
+    config = load_config(runs["root"] / "billmig.toml",
+                         environ={"BILLMIG_SOURCE_URL": mariadb_url})  # fmt: skip
+    whole = run_extract(config, run_id=f"ci-{uuid.uuid4().hex[:8]}")
+    assert whole.exit_code == 0  # reconciles: 'kzt' is its own group on both sides
+    wave = run_extract(config, wave="kcell", run_id=f"ciw-{uuid.uuid4().hex[:8]}")
+    accounts = pq.read_table(runs["root"] / "runs" / wave.run_id / "snapshot" /
+                             "accounts.parquet").column("account_no").to_pylist()  # fmt: skip
+    assert lower in accounts and upper not in accounts
