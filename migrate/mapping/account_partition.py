@@ -526,6 +526,7 @@ def _bonuses(
 TOTAL_COLUMNS = (
     "currency", "accounts", "legacy_balance_minor", "withheld_balances", "held_balance_minor",
     "main_minor", "bonus_money_minor", "pending_minor", "debt_minor", "write_off_minor",
+    "held_accounts", "pending_accounts", "bonus_money_accounts", "write_off_accounts",
 )  # fmt: skip
 
 
@@ -546,6 +547,7 @@ def _totals(
             "held_balance_minor": np.where(
                 held, accounts["balance_minor"].fillna(0).to_numpy(dtype=np.int64), 0
             ),
+            "held_accounts": held.astype(np.int64),
         }
     )
     totals = frame.groupby("currency").sum()
@@ -557,12 +559,33 @@ def _totals(
 
     bonus_money = bonus_buckets[bonus_buckets["usage_type"] == "monetary"]
     actions = money.balance_action
+
+    def accounts_with(rows: pd.DataFrame) -> pd.Series:
+        """Per currency, the accounts whose rows sum to anything but zero (the bridge's count)."""
+        per_account = (
+            rows["amount_minor"]
+            .fillna(0)
+            .astype(np.int64)
+            .groupby(rows["billing_account_id"].to_numpy())
+            .sum()
+        )
+        moved = per_account[per_account != 0]
+        return (
+            pd.Series(1, index=lookup(pd.Series(moved.index), ids).to_numpy())
+            .groupby(level=0)
+            .sum()
+        )
+
+    write_offs = actions[actions["kind"] == "write_off"]
     for column, part in (
         ("main_minor", by_currency(money.balance_bucket)),
         ("bonus_money_minor", by_currency(bonus_money)),
         ("pending_minor", by_currency(money.pending_payment)),
         ("debt_minor", by_currency(money.debt_item)),
-        ("write_off_minor", by_currency(actions[actions["kind"] == "write_off"])),
+        ("write_off_minor", by_currency(write_offs)),
+        ("pending_accounts", accounts_with(money.pending_payment)),
+        ("bonus_money_accounts", accounts_with(bonus_money)),
+        ("write_off_accounts", accounts_with(write_offs)),
     ):
         totals[column] = part.reindex(totals.index).fillna(0).astype(np.int64)
     return totals.reset_index()[list(TOTAL_COLUMNS)]

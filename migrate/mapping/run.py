@@ -125,6 +125,10 @@ class MoneyTotals:
     pending_minor: int
     bonus_money_minor: int
     write_off_minor: int
+    held_accounts: int = 0
+    pending_accounts: int = 0
+    bonus_money_accounts: int = 0
+    write_off_accounts: int = 0
 
     @property
     def explained_minor(self) -> int:
@@ -139,14 +143,17 @@ class MoneyTotals:
     def bridge(self) -> Bridge:
         """The bridge map can draw from its own output (no delta has run yet)."""
         lines = {
-            "pending": BridgeLine("pending", self.pending_minor),
-            "bonus_money": BridgeLine("bonus_money", self.bonus_money_minor),
-            "write_off": BridgeLine("write_off", self.write_off_minor),
-            "left_out": BridgeLine("left_out", -self.held_balance_minor),
+            "pending": BridgeLine("pending", self.pending_minor, self.pending_accounts),
+            "bonus_money": BridgeLine(
+                "bonus_money", self.bonus_money_minor, self.bonus_money_accounts
+            ),
+            "write_off": BridgeLine("write_off", self.write_off_minor, self.write_off_accounts),
+            "left_out": BridgeLine("left_out", -self.held_balance_minor, self.held_accounts),
         }
         legacy = BridgeLine("legacy", self.legacy_balance_minor,
                             self.accounts - self.withheld_balances)  # fmt: skip
-        return bridge(self.currency, legacy, lines, BridgeLine("target_net", self.target_net_minor))
+        target = BridgeLine("target_net", self.target_net_minor, self.accounts - self.held_accounts)
+        return bridge(self.currency, legacy, lines, target)
 
     def record(self) -> MoneyConservation:
         """The manifest's form, with the difference written out."""
@@ -746,6 +753,10 @@ def _money_totals(parts: list[pd.DataFrame]) -> list[MoneyTotals]:
                 pending_minor=values["pending_minor"],
                 bonus_money_minor=values["bonus_money_minor"],
                 write_off_minor=values["write_off_minor"],
+                held_accounts=values["held_accounts"],
+                pending_accounts=values["pending_accounts"],
+                bonus_money_accounts=values["bonus_money_accounts"],
+                write_off_accounts=values["write_off_accounts"],
             )
         )
     return out

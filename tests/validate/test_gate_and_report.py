@@ -194,6 +194,12 @@ def test_the_bridge_sums_exactly_and_map_and_validate_explain_the_same(
     without_delta = explained - movements["delta_payments"]["amount_minor"]
     without_delta -= movements["delta_charges"]["amount_minor"]
     assert by_map.explained_minor == without_delta and by_map.difference_minor == 0
+    drawn = {line.key: line for line in by_map.bridge().lines}
+    for key in ("legacy", "pending", "bonus_money", "write_off", "left_out"):  # same counts too
+        line = bridge["legacy"] if key == "legacy" else movements[key]
+        assert (drawn[key].accounts, drawn[key].amount_minor) == (
+            line["accounts"], line["amount_minor"]), key  # fmt: skip
+    assert drawn["target_net"].accounts == bridge["target_net"]["accounts"]
     html = active["report"].html.read_text(encoding="utf-8")
     assert money(bridge["legacy"]["amount_minor"], "KZT", "ru_KZ") in html
     assert "₸" in html
