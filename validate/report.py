@@ -378,7 +378,8 @@ def _difference_row(
     currency = row.get("currency") or ""
     if not field.endswith("_minor") or not currency:
         return account, field, want or "(none)", have or "(none)", ""
-    expected, actual = (int(v) if v.lstrip("-").isdigit() else None for v in (want, have))
+    raw = (row.get("expected") or "", row.get("actual") or "")  # amounts: never masked
+    expected, actual = (int(v) if v.lstrip("-").isdigit() else None for v in raw)
 
     def shown(value: int | None) -> str:
         return "(none)" if value is None else money(value, currency, locale)
