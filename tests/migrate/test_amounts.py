@@ -90,3 +90,14 @@ def test_bulk_paths_agree_with_the_exact_one_value_path(values: list[Decimal]) -
             if amount is not None:
                 assert converted.minor[index] == amount
             assert issues.get(index) == (issue.reason if issue else None)
+
+
+def test_a_nan_legacy_stored_is_unparseable_never_a_silent_null() -> None:
+    # found by the server fuzz: a PostgreSQL DOUBLE balance 'NaN' became a NULL balance with no
+    # exception (NaN also marked the nulls of the float path)
+    import pyarrow as pa
+
+    for values in ([1.5, float("nan"), None], pa.array([1.5, float("nan"), None], pa.float64())):
+        found = to_minor(values, 2)
+        assert found.valid.tolist() == [True, False, False]
+        assert [(i.index, i.reason) for i in found.issues] == [(1, ReasonCode.AMOUNT_UNPARSEABLE)]
