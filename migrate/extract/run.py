@@ -93,7 +93,10 @@ _WITHHELD = {
 }
 
 GroupKey = tuple[str | None, ...]
-_NUMBERS = (Kind.MONEY, Kind.QUANTITY)
+_NUMBERS = (Kind.MONEY, Kind.QUANTITY, Kind.INT)
+"""Columns that must reach the normaliser as stored: ADBC's SQLite reader types a column from
+its first rows, and where a REAL (an id beyond 2^63) meets text (``'one'``) it makes the column
+text and prints the other numbers as ``2.000000e+00`` — the reader then uses the driver cursor."""
 _WIDE = pa.decimal128(38, 0)
 """Sums of int64 minor units: exact up to 10^38."""
 _INT64_SAFE_SUM = 2**63

@@ -467,3 +467,28 @@ def test_mariadb_groups_and_waves_by_exact_bytes_as_every_other_engine(
     accounts = pq.read_table(runs["root"] / "runs" / wave.run_id / "snapshot" /
                              "accounts.parquet").column("account_no").to_pylist()  # fmt: skip
     assert lower in accounts and upper not in accounts
+
+
+def test_a_real_and_a_text_id_in_one_column_leave_the_ids_between_them_exact(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # found by the SQLite fuzz campaign: with 1e20 (stored as REAL) on one account and 'one' on
+    # another, ADBC typed client_id as text and printed client 2 as '2.000000e+00': an
+    # untouched account was held as VALUE_UNPARSEABLE
+    legacy, config = _copy_of_clean(runs, tmp_path)
+    with sqlite3.connect(legacy) as conn:
+        first, second, third = [r[0] for r in conn.execute(
+            "SELECT account_no FROM accounts ORDER BY account_no LIMIT 3")]  # fmt: skip
+        conn.execute(f"UPDATE accounts SET client_id = {TOO_BIG} WHERE account_no = ?", (first,))
+        conn.execute("UPDATE accounts SET client_id = 'one' WHERE account_no = ?", (third,))
+    run = f"mixed-{uuid.uuid4().hex[:8]}"
+    assert run_extract(config, run_id=run).exit_code == 0
+    assert run_map(config, run_id=run).exit_code in (0, 1)
+    held = {e["legacy_key"] for e in _table(runs, run, "exceptions")
+            if e["entity"] == "accounts" and e["reason_code"] == "VALUE_UNPARSEABLE"}  # fmt: skip
+    assert held == {first, third}
+    clean = {a["legacy_account_no"]: a for a in _table(runs, "clean", "billing_account")}
+    mapped = {a["legacy_account_no"]: a for a in _table(runs, run, "billing_account")}
+    assert {k: v for k, v in mapped[second].items() if k != "run_id"} == {
+        k: v for k, v in clean[second].items() if k != "run_id"
+    }
