@@ -167,12 +167,17 @@ class _SqlAlchemyReader:
             cursor = raw.cursor(pymysql.cursors.SSCursor)
         else:
             cursor = raw.cursor()
+        kept = getattr(raw, "text_factory", None)
+        if self.dialect.name == SQLITE:  # text that is not UTF-8 reaches the normaliser as bytes
+            raw.text_factory = _text_as_stored
         try:
             cursor.execute(compile_sql(statement, self.dialect))
             while rows := cursor.fetchmany(chunk_rows):
                 yield len(rows), dict(zip(names, zip(*rows, strict=True), strict=True))
         finally:
             cursor.close()
+            if self.dialect.name == SQLITE:
+                raw.text_factory = kept
 
     def exact_numbers(self, statement: sa.Select[Any]) -> frozenset[str]:
         exact = _EXACT_TYPE_CODES.get(self.dialect.name)
@@ -333,6 +338,14 @@ def _exact_text_default(element: exact_text, compiler: Any, **kw: Any) -> str:
 @compiles(exact_text, MYSQL)
 def _exact_text_mysql(element: exact_text, compiler: Any, **kw: Any) -> str:
     return f"CAST({compiler.process(element.clauses, **kw)} AS BINARY)"
+
+
+def _text_as_stored(data: bytes) -> str | bytes:
+    """SQLite text as a string, or its bytes when they are not UTF-8 (ENCODING_DAMAGE later)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
 
 
 def group_value(value: object) -> str | None:

@@ -492,3 +492,21 @@ def test_a_real_and_a_text_id_in_one_column_leave_the_ids_between_them_exact(
     assert {k: v for k, v in mapped[second].items() if k != "run_id"} == {
         k: v for k, v in clean[second].items() if k != "run_id"
     }
+
+
+def test_invalid_utf8_is_named_on_the_driver_cursor_path_too(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
+    # found by the SQLite fuzz: a text client_id sends clients to the driver cursor, which
+    # raised "Could not decode to UTF-8" on a damaged name instead of naming it
+    legacy, config = _copy_of_clean(runs, tmp_path)
+    with sqlite3.connect(legacy) as conn:
+        conn.execute("UPDATE clients SET client_id = 'one' WHERE client_id = 1")
+        conn.execute("UPDATE clients SET name = CAST(X'C328' AS TEXT) WHERE client_id = 2")
+    run = f"utf8-{uuid.uuid4().hex[:8]}"
+    assert run_extract(config, run_id=run).exit_code in (0, 1)
+    found = {(e["entity"], e["legacy_key"], e["reason_code"])
+             for e in pq.read_table(runs["root"] / "runs" / run / "snapshot" /
+                                    "exceptions.parquet").to_pylist()}  # fmt: skip
+    assert ("clients", "2", "ENCODING_DAMAGE") in found
+    assert ("clients", "one", "VALUE_UNPARSEABLE") in found
