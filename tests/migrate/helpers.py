@@ -72,3 +72,19 @@ def widen_balance(conn: sa.Connection) -> None:
     }.get(conn.dialect.name)
     if statement:
         conn.execute(sa.text(statement))
+
+
+ACCOUNTS_OF_ROW = {
+    "accounts": "SELECT account_no FROM accounts WHERE account_no = :k",
+    "clients": "SELECT account_no FROM accounts WHERE client_id = :k",
+    "payments": "SELECT account_no FROM payments WHERE payment_id = :k",
+    "lines": 'SELECT account_no FROM "lines" WHERE iccid = :k',
+    "bonuses": "SELECT account_no FROM bonuses WHERE bonus_id = :k",
+    "charges": "SELECT account_no FROM charges WHERE charge_id = :k",
+    "subscriptions": 'SELECT l.account_no FROM subscriptions s JOIN "lines" l '
+    "ON l.msisdn = s.msisdn WHERE s.subscription_id = :k",
+    "tariffs": 'SELECT l.account_no FROM subscriptions s JOIN "lines" l '
+    "ON l.msisdn = s.msisdn WHERE s.tariff_code = :k",
+}
+"""Per legacy entity, the accounts one of its rows (key ``:k``) hangs off: the fuzz suites do
+not compare those accounts' billing accounts (SQLite's sqlite3 and SQLAlchemy both bind ``:k``)."""

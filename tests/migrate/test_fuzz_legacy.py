@@ -32,7 +32,7 @@ from migrate.core.legacy_schema import BY_NAME, Kind
 from migrate.extract.run import run_extract
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
-from tests.migrate.helpers import new_workspace
+from tests.migrate.helpers import ACCOUNTS_OF_ROW, new_workspace
 
 EXAMPLES = int(os.environ.get("BILLMIG_FUZZ_EXAMPLES", "12"))
 
@@ -155,19 +155,7 @@ def _drop_constraints(conn: sqlite3.Connection, table: str) -> None:
 
 
 def _accounts_touched(conn: sqlite3.Connection, entity: str, key: object) -> set[str]:
-    queries = {
-        "accounts": "SELECT account_no FROM accounts WHERE account_no = ?",
-        "clients": "SELECT account_no FROM accounts WHERE client_id = ?",
-        "payments": "SELECT account_no FROM payments WHERE payment_id = ?",
-        "lines": "SELECT account_no FROM lines WHERE iccid = ?",
-        "bonuses": "SELECT account_no FROM bonuses WHERE bonus_id = ?",
-        "charges": "SELECT account_no FROM charges WHERE charge_id = ?",
-        "subscriptions": "SELECT l.account_no FROM subscriptions s JOIN lines l "
-        "ON l.msisdn = s.msisdn WHERE s.subscription_id = ?",
-        "tariffs": "SELECT l.account_no FROM subscriptions s JOIN lines l "
-        "ON l.msisdn = s.msisdn WHERE s.tariff_code = ?",
-    }
-    return {str(r[0]) for r in conn.execute(queries[entity], (key,))}
+    return {str(r[0]) for r in conn.execute(ACCOUNTS_OF_ROW[entity], {"k": key})}
 
 
 @settings(

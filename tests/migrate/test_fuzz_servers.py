@@ -36,7 +36,7 @@ from migrate.extract.run import run_extract
 from migrate.mapping.run import run_map
 from migrate.synth import SynthOptions, run_synth
 from tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, _admin
-from tests.migrate.helpers import new_workspace
+from tests.migrate.helpers import ACCOUNTS_OF_ROW, new_workspace
 
 EXAMPLES = int(os.environ.get("BILLMIG_FUZZ_EXAMPLES", "4"))
 ACCOUNTS = 40
@@ -272,19 +272,7 @@ def _damage(
 
 
 def _accounts_touched(conn: sa.Connection, entity: str, key: object) -> set[str]:
-    queries = {
-        "accounts": "SELECT account_no FROM accounts WHERE account_no = :k",
-        "clients": "SELECT account_no FROM accounts WHERE client_id = :k",
-        "payments": "SELECT account_no FROM payments WHERE payment_id = :k",
-        "lines": 'SELECT account_no FROM "lines" WHERE iccid = :k',
-        "bonuses": "SELECT account_no FROM bonuses WHERE bonus_id = :k",
-        "charges": "SELECT account_no FROM charges WHERE charge_id = :k",
-        "subscriptions": 'SELECT l.account_no FROM subscriptions s JOIN "lines" l '
-        "ON l.msisdn = s.msisdn WHERE s.subscription_id = :k",
-        "tariffs": 'SELECT l.account_no FROM subscriptions s JOIN "lines" l '
-        "ON l.msisdn = s.msisdn WHERE s.tariff_code = :k",
-    }
-    return {str(r[0]) for r in conn.execute(sa.text(queries[entity]), {"k": key})}
+    return {str(r[0]) for r in conn.execute(sa.text(ACCOUNTS_OF_ROW[entity]), {"k": key})}
 
 
 @settings(
